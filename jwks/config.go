@@ -1,0 +1,242 @@
+package jwks
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// Defaults of Config and Refresh. A zero field means its default.
+const (
+	DefaultRefreshMin       = time.Minute
+	DefaultRefreshMax       = time.Hour
+	DefaultUnknownKIDEvery  = 30 * time.Second
+	DefaultUnknownKIDWait   = 2 * time.Second
+	DefaultHTTPTimeout      = 10 * time.Second
+	DefaultMaxResponseBytes = 1 << 20
+	DefaultMaxKeys          = 100
+
+	// MinRSABits is the smallest RSA modulus a key may have (RFC 7518 §3.3 and §3.5).
+	// It is not configurable: a smaller key is forgeable, not a matter of taste.
+	MinRSABits = 2048
+	// MaxRSABits bounds the work one signature check can cost.
+	MaxRSABits = 8192
+	// MaxKIDLength bounds a token's kid (RFC 8725 §3.10: a kid is untrusted input).
+	MaxKIDLength = 256
+)
+
+// Config is one trusted authorization server. The zero value of every field but Issuer
+// means its default; New validates it and refuses, naming the field, any value that
+// would weaken a check.
+type Config struct {
+	// Issuer is the exact iss value of the server's tokens and, unless JWKSURI or
+	// JWKSFile is set, the base of discovery: {Issuer}/.well-known/openid-configuration,
+	// then the RFC 8414 location. The discovered document's issuer must equal it byte
+	// for byte. It must be https, unless its host is a loopback address or
+	// InsecureHTTP is set.
+	Issuer string
+
+	// JWKSURI skips discovery and fetches keys from this URL. Same scheme rules as
+	// Issuer.
+	JWKSURI string
+
+	// JWKSFile reads keys from a local file instead (air-gapped clusters), and re-reads
+	// it when it changes. Exclusive with JWKSURI.
+	JWKSFile string
+
+	// Algorithms is the allowlist of JWS algorithms for this issuer's tokens. It
+	// defaults to DefaultAlgorithms. HMAC ("HS256"...) and "none" are refused: a
+	// published key set can never hold a secret.
+	Algorithms []string
+
+	// Refresh says how often keys are fetched.
+	Refresh Refresh
+
+	// CAFile is a PEM bundle trusted in addition to the system roots, for an issuer
+	// behind a private CA.
+	CAFile string
+
+	// InsecureHTTP allows plain http to a host that is not loopback. New logs a warning
+	// every time it is used. Never for production.
+	InsecureHTTP bool
+
+	// HTTPTimeout bounds each HTTP request (discovery or JWKS), from dial to the last
+	// byte of the body. It defaults to DefaultHTTPTimeout.
+	HTTPTimeout time.Duration
+
+	// MaxResponseBytes caps a discovery or JWKS response body; a larger one is refused.
+	// It defaults to DefaultMaxResponseBytes (1 MiB).
+	MaxResponseBytes int64
+
+	// MaxKeys caps the number of keys in a JWKS document; a document with more is
+	// refused as a whole. It defaults to DefaultMaxKeys.
+	MaxKeys int
+}
+
+// Refresh is the fetch schedule of one issuer's keys.
+type Refresh struct {
+	// Min and Max bound the interval between scheduled fetches. The interval is the
+	// response's Cache-Control max-age clamped to [Min, Max] (Max when the response has
+	// none), less up to 10% of jitter so that many sidecars do not fetch in step. After
+	// a failed fetch the retry backs off from one second up to Min. Defaults:
+	// DefaultRefreshMin and DefaultRefreshMax.
+	Min, Max time.Duration
+
+	// UnknownKIDEvery is the least time between two fetches triggered by a token whose
+	// kid is not in the set (the rate limit that protects the authorization server
+	// from a flood of random kids). It also bounds how long such a kid is remembered
+	// as unknown. Default: DefaultUnknownKIDEvery.
+	UnknownKIDEvery time.Duration
+
+	// UnknownKIDWait is the longest a request waits for such a fetch, whatever its own
+	// deadline. Default: DefaultUnknownKIDWait.
+	UnknownKIDWait time.Duration
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.Algorithms == nil {
+		c.Algorithms = DefaultAlgorithms
+	}
+	if c.Refresh.Min == 0 {
+		c.Refresh.Min = DefaultRefreshMin
+	}
+	if c.Refresh.Max == 0 {
+		c.Refresh.Max = max(DefaultRefreshMax, c.Refresh.Min)
+	}
+	if c.Refresh.UnknownKIDEvery == 0 {
+		c.Refresh.UnknownKIDEvery = DefaultUnknownKIDEvery
+	}
+	if c.Refresh.UnknownKIDWait == 0 {
+		c.Refresh.UnknownKIDWait = DefaultUnknownKIDWait
+	}
+	if c.HTTPTimeout == 0 {
+		c.HTTPTimeout = DefaultHTTPTimeout
+	}
+	if c.MaxResponseBytes == 0 {
+		c.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if c.MaxKeys == 0 {
+		c.MaxKeys = DefaultMaxKeys
+	}
+	return c
+}
+
+// validate checks a Config with defaults applied and returns every problem at once,
+// each a *ConfigError, together with the allowlist as a set and the extra CA roots.
+func (c Config) validate() (algSet, *x509.CertPool, error) {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &ConfigError{Issuer: c.Issuer, Field: field, Problem: fmt.Sprintf(format, args...)})
+	}
+
+	if c.Issuer == "" {
+		bad("issuer", "is required: the exact iss value of the authorization server's tokens")
+	} else if err := checkURL(c.Issuer, c.InsecureHTTP); err != nil {
+		bad("issuer", "%v", err)
+	} else if u, _ := url.Parse(c.Issuer); u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		bad("issuer", "must not have a query or fragment (RFC 8414 §2)")
+	}
+	if c.JWKSURI != "" && c.JWKSFile != "" {
+		bad("jwksFile", "set either jwksURI or jwksFile, not both")
+	}
+	if c.JWKSURI != "" {
+		if err := checkURL(c.JWKSURI, c.InsecureHTTP); err != nil {
+			bad("jwksURI", "%v", err)
+		}
+	}
+
+	var allowed algSet
+	if len(c.Algorithms) == 0 {
+		bad("algorithms", "is empty: it would turn the algorithm check off; leave it out for the default (%s)", strings.Join(DefaultAlgorithms, " "))
+	}
+	for _, a := range c.Algorithms {
+		b := algBit(a)
+		switch {
+		case b != 0:
+			allowed |= b
+		case strings.HasPrefix(strings.ToUpper(a), "HS"):
+			bad("algorithms", "%q is HMAC: a shared secret cannot come from a published key set", a)
+		case strings.EqualFold(a, "none"):
+			bad("algorithms", `"none" means unsigned tokens and is never allowed`)
+		default:
+			bad("algorithms", "%q is not a supported algorithm (supported: %s; names are case-sensitive)", a, strings.Join(DefaultAlgorithms, " "))
+		}
+	}
+
+	r := c.Refresh
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"refresh.min", r.Min}, {"refresh.max", r.Max}, {"refresh.unknownKidEvery", r.UnknownKIDEvery}, {"refresh.unknownKidWait", r.UnknownKIDWait}, {"httpTimeout", c.HTTPTimeout}} {
+		if d.v < 0 {
+			bad(d.field, "must be positive, got %s", d.v)
+		}
+	}
+	if r.Min > r.Max {
+		bad("refresh.min", "%s is longer than refresh.max %s", r.Min, r.Max)
+	}
+	if c.MaxResponseBytes < 0 {
+		bad("maxResponseBytes", "must be positive")
+	}
+	if c.MaxKeys < 0 {
+		bad("maxKeys", "must be positive")
+	}
+
+	var roots *x509.CertPool
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			bad("caFile", "cannot be read: %v", err)
+		} else {
+			roots, err = x509.SystemCertPool()
+			if err != nil {
+				roots = x509.NewCertPool()
+			}
+			if !roots.AppendCertsFromPEM(pem) {
+				bad("caFile", "%s holds no PEM certificate", c.CAFile)
+			}
+		}
+	}
+	return allowed, roots, errors.Join(errs...)
+}
+
+// checkURL applies DESIGN.md's scheme rule: https, or http to a loopback host (tests and
+// the demo), or http anywhere when insecureHTTP is set.
+func checkURL(raw string, insecureHTTP bool) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("is not a URL: %w", err)
+	}
+	if u.Host == "" || !u.IsAbs() {
+		return fmt.Errorf("%q is not an absolute URL with a host", raw)
+	}
+	if u.User != nil {
+		return fmt.Errorf("must not carry credentials")
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if insecureHTTP || IsLoopback(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("%q is plain http to a host that is not loopback; use https (or set insecureHTTP, never in production)", raw)
+	}
+	return fmt.Errorf("%q: scheme must be https", raw)
+}
+
+// IsLoopback reports whether host (without port) is "localhost" or an address in
+// 127.0.0.0/8 or ::1.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,56 @@
+package jwks
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors a key look-up returns. Callers test them with errors.Is; each maps to one
+// reason of DESIGN.md's responses table. None of them carries a value from the token,
+// so they are safe to log, but they are never meant for a response body.
+var (
+	// ErrUnknownKey: the issuer's key set has no key for the token's kid, even after the
+	// refresh that an unknown kid may trigger, or the token has no kid and the set does
+	// not hold exactly one key that fits its algorithm.
+	ErrUnknownKey = errors.New("jwks: no key for the token's kid")
+
+	// ErrKeysUnavailable: the issuer's keys have never been loaded (the authorization
+	// server has not answered yet). A resource server answers 503, not 401: the token
+	// may be fine.
+	ErrKeysUnavailable = errors.New("jwks: the issuer's keys are not loaded yet")
+
+	// ErrAlgorithm: the token's alg is not in the issuer's allowlist, or it does not fit
+	// the key that its kid names (key type, curve, or the key's own alg).
+	ErrAlgorithm = errors.New("jwks: algorithm not allowed for this issuer or key")
+
+	// ErrInvalidKID: the token's kid header is not a string of 1 to 256 printable
+	// characters. Such a kid is never looked up and never triggers a fetch.
+	ErrInvalidKID = errors.New("jwks: malformed kid header")
+
+	// ErrUnknownIssuer: Group.Key was asked for an issuer it does not hold.
+	ErrUnknownIssuer = errors.New("jwks: unknown issuer")
+
+	// ErrClosed: the key set was closed.
+	ErrClosed = errors.New("jwks: key set closed")
+)
+
+// ErrFetch is wrapped by every error that loading a key set can end in: discovery,
+// transport, status, size and content problems. The last good keys stay in use.
+var ErrFetch = errors.New("jwks: fetching keys failed")
+
+// ConfigError names a configuration field that is wrong, with the problem. Field is the
+// key as the configuration file spells it (for example "algorithms" or "refresh.min");
+// Issuer is the issuer being configured, so that a caller can say which list entry it
+// is. New returns every ConfigError it finds, joined with errors.Join.
+type ConfigError struct {
+	Issuer  string
+	Field   string
+	Problem string
+}
+
+func (e *ConfigError) Error() string {
+	if e.Issuer == "" {
+		return fmt.Sprintf("%s: %s", e.Field, e.Problem)
+	}
+	return fmt.Sprintf("issuer %q: %s: %s", e.Issuer, e.Field, e.Problem)
+}

@@ -1,0 +1,211 @@
+package jwks
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxRedirects bounds a redirect chain; every hop must stay on the same origin.
+const maxRedirects = 3
+
+// newHTTPClient builds the client of one issuer: its own transport (never
+// http.DefaultClient, which other code may change), certificate verification always,
+// TLS 1.2 at least, every phase bounded, and redirects only within the origin of the
+// first request, so a JWKS endpoint cannot send us to another host or down to http.
+func newHTTPClient(timeout time.Duration, roots *x509.CertPool) *http.Client {
+	dialer := &net.Dialer{Timeout: min(timeout, 5*time.Second), KeepAlive: 30 * time.Second}
+	transport := &http.Transport{
+		Proxy:                  http.ProxyFromEnvironment,
+		DialContext:            dialer.DialContext,
+		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots},
+		TLSHandshakeTimeout:    min(timeout, 5*time.Second),
+		ResponseHeaderTimeout:  timeout,
+		MaxResponseHeaderBytes: 64 << 10,
+		MaxIdleConns:           4,
+		IdleConnTimeout:        90 * time.Second,
+		ForceAttemptHTTP2:      true,
+	}
+	return &http.Client{
+		Transport: transport,
+		Timeout:   timeout,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= maxRedirects {
+				return fmt.Errorf("more than %d redirects", maxRedirects)
+			}
+			first := via[0].URL
+			if req.URL.Scheme != first.Scheme || !strings.EqualFold(req.URL.Host, first.Host) {
+				return fmt.Errorf("redirect to another origin refused: %s://%s", req.URL.Scheme, req.URL.Host)
+			}
+			return nil
+		},
+	}
+}
+
+// response is what a GET brought back.
+type response struct {
+	body        []byte
+	etag        string
+	maxAge      time.Duration
+	hasMaxAge   bool
+	notModified bool
+}
+
+// get fetches url with the body capped at limit bytes. etag, when set, is sent as
+// If-None-Match; a 304 comes back as notModified.
+func get(ctx context.Context, client *http.Client, rawURL, etag string, limit int64) (response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return response{}, fmt.Errorf("%w: %v", ErrFetch, err)
+	}
+	req.Header.Set("Accept", "application/json, application/jwk-set+json")
+	req.Header.Set("User-Agent", "tokengate")
+	if etag != "" {
+		req.Header.Set("If-None-Match", etag)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return response{}, fmt.Errorf("%w: GET %s: %w", ErrFetch, rawURL, err)
+	}
+	defer resp.Body.Close()
+
+	r := response{etag: resp.Header.Get("ETag")}
+	r.maxAge, r.hasMaxAge = maxAge(resp.Header.Values("Cache-Control"))
+	switch {
+	case resp.StatusCode == http.StatusNotModified && etag != "":
+		r.notModified = true
+		if r.etag == "" {
+			r.etag = etag
+		}
+		return r, nil
+	case resp.StatusCode != http.StatusOK:
+		// Drain a little so the connection can be reused, never the whole body.
+		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+		return r, &StatusError{URL: rawURL, Code: resp.StatusCode}
+	}
+	if resp.ContentLength > limit {
+		return r, fmt.Errorf("%w: GET %s: body of %d bytes is over the cap of %d", ErrFetch, rawURL, resp.ContentLength, limit)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return r, fmt.Errorf("%w: GET %s: reading body: %w", ErrFetch, rawURL, err)
+	}
+	if int64(len(body)) > limit {
+		return r, fmt.Errorf("%w: GET %s: body is over the cap of %d bytes", ErrFetch, rawURL, limit)
+	}
+	r.body = body
+	return r, nil
+}
+
+// StatusError is an HTTP answer other than 200 (or 304 to a conditional request).
+type StatusError struct {
+	URL  string
+	Code int
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("jwks: fetching keys failed: GET %s: status %d", e.URL, e.Code)
+}
+
+// Is makes a StatusError match ErrFetch.
+func (e *StatusError) Is(target error) bool { return target == ErrFetch }
+
+// maxAge reads max-age from Cache-Control. no-store and no-cache count as max-age=0
+// (the caller clamps it to its minimum interval).
+func maxAge(values []string) (time.Duration, bool) {
+	for _, v := range values {
+		for _, d := range strings.Split(v, ",") {
+			d = strings.TrimSpace(d)
+			name, val, _ := strings.Cut(d, "=")
+			switch strings.ToLower(name) {
+			case "no-store", "no-cache":
+				return 0, true
+			case "max-age", "s-maxage":
+				n, err := strconv.ParseInt(strings.Trim(val, `"`), 10, 64)
+				if err != nil || n < 0 {
+					continue
+				}
+				return time.Duration(min(n, int64(365*24*3600))) * time.Second, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// discovery returns the metadata URLs to try for an issuer, in order: OpenID Connect
+// Discovery ({issuer}/.well-known/openid-configuration), then RFC 8414, which inserts
+// the well-known segment between host and path. For an issuer without a path the two
+// RFC 8414 spellings are the same URL.
+func discoveryURLs(issuer string) []string {
+	trimmed := strings.TrimSuffix(issuer, "/")
+	urls := []string{trimmed + "/.well-known/openid-configuration"}
+	u, err := url.Parse(issuer)
+	if err != nil {
+		return urls
+	}
+	path := strings.TrimSuffix(u.EscapedPath(), "/")
+	u.Path, u.RawPath = "", ""
+	urls = append(urls, u.String()+"/.well-known/oauth-authorization-server"+path)
+	return urls
+}
+
+// discover finds the issuer's jwks_uri. A document is used only when its issuer equals
+// the configured one byte for byte (RFC 8414 §3.3, OpenID Connect Discovery §4.3); the
+// jwks_uri it names must pass the same scheme rule as the issuer.
+func discover(ctx context.Context, client *http.Client, issuer string, insecureHTTP bool, limit int64) (string, error) {
+	var errs []error
+	for _, u := range discoveryURLs(issuer) {
+		r, err := get(ctx, client, u, "", limit)
+		if err != nil {
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		var meta struct {
+			Issuer  *string `json:"issuer"`
+			JWKSURI *string `json:"jwks_uri"`
+		}
+		if err := json.Unmarshal(r.body, &meta); err != nil {
+			errs = append(errs, fmt.Errorf("%w: %s is not a metadata document: %v", ErrFetch, u, err))
+			continue
+		}
+		switch {
+		case meta.Issuer == nil || *meta.Issuer != issuer:
+			got := "none"
+			if meta.Issuer != nil {
+				got = strconv.Quote(truncate(*meta.Issuer, 200))
+			}
+			errs = append(errs, fmt.Errorf("%w: %s names issuer %s, not the configured %q; the document is not used", ErrFetch, u, got, issuer))
+			continue
+		case meta.JWKSURI == nil || *meta.JWKSURI == "":
+			errs = append(errs, fmt.Errorf("%w: %s has no jwks_uri", ErrFetch, u))
+			continue
+		}
+		if err := checkURL(*meta.JWKSURI, insecureHTTP); err != nil {
+			errs = append(errs, fmt.Errorf("%w: %s: jwks_uri %v", ErrFetch, u, err))
+			continue
+		}
+		return *meta.JWKSURI, nil
+	}
+	return "", fmt.Errorf("discovery for %q: %w", issuer, errors.Join(errs...))
+}
+
+// truncate shortens s to n bytes for a log line or an error.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,126 @@
+package jwks
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Group holds the key sets of every trusted issuer, one Set each, never merged: a key
+// of issuer A never verifies a token that claims to come from issuer B (RFC 8725 §3.8,
+// STANDARDS X13).
+type Group struct {
+	sets  map[string]*Set
+	order []*Set
+}
+
+// NewGroup validates every configuration first, reporting all problems at once (each a
+// *ConfigError; a problem of the i-th entry has Field prefixed "issuers[i]."), then
+// starts one Set per issuer. Its goroutines stop when ctx is cancelled or Close is
+// called.
+func NewGroup(ctx context.Context, cfgs []Config, opts Options) (*Group, error) {
+	if len(cfgs) == 0 {
+		return nil, &ConfigError{Field: "issuers", Problem: "at least one issuer is required"}
+	}
+	type checked struct {
+		cfg     Config
+		allowed algSet
+		roots   *x509.CertPool
+	}
+	var (
+		errs []error
+		ok   []checked
+		seen = map[string]int{}
+	)
+	for i, c := range cfgs {
+		c = c.withDefaults()
+		allowed, roots, err := c.validate()
+		if err != nil {
+			for _, e := range flatten(err) {
+				var ce *ConfigError
+				if errors.As(e, &ce) {
+					ce.Field = fmt.Sprintf("issuers[%d].%s", i, ce.Field)
+				}
+				errs = append(errs, e)
+			}
+		}
+		if j, dup := seen[c.Issuer]; dup && c.Issuer != "" {
+			errs = append(errs, &ConfigError{Issuer: c.Issuer, Field: fmt.Sprintf("issuers[%d].issuer", i), Problem: fmt.Sprintf("is listed twice (also issuers[%d])", j)})
+		}
+		seen[c.Issuer] = i
+		ok = append(ok, checked{c, allowed, roots})
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	g := &Group{sets: make(map[string]*Set, len(ok))}
+	for _, c := range ok {
+		s, err := newSet(ctx, c.cfg, c.allowed, c.roots, opts)
+		if err != nil {
+			g.Close()
+			return nil, err
+		}
+		g.sets[c.cfg.Issuer] = s
+		g.order = append(g.order, s)
+	}
+	return g, nil
+}
+
+// flatten undoes errors.Join.
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// Set returns the key set of an issuer, compared byte for byte.
+func (g *Group) Set(issuer string) (*Set, bool) {
+	s, ok := g.sets[issuer]
+	return s, ok
+}
+
+// Sets returns every key set, in configuration order.
+func (g *Group) Sets() []*Set { return g.order }
+
+// Key returns the key for token from the set of issuer only, which the caller reads
+// from the token's (not yet verified) iss claim. An issuer that is not configured is
+// ErrUnknownIssuer.
+func (g *Group) Key(ctx context.Context, issuer string, token *jwt.Token) (any, error) {
+	s, ok := g.sets[issuer]
+	if !ok {
+		return nil, ErrUnknownIssuer
+	}
+	return s.Key(ctx, token)
+}
+
+// Ready reports whether every issuer's keys were loaded at least once.
+func (g *Group) Ready() bool {
+	for _, s := range g.order {
+		if !s.Ready() {
+			return false
+		}
+	}
+	return true
+}
+
+// WaitReady waits until every issuer's keys are loaded, ctx is done, or a set is closed.
+func (g *Group) WaitReady(ctx context.Context) error {
+	var errs []error
+	for _, s := range g.order {
+		if err := s.WaitReady(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("issuer %q: %w", s.Issuer(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops every set's goroutines and waits for them.
+func (g *Group) Close() {
+	for _, s := range g.order {
+		s.Close()
+	}
+}
