@@ -4,11 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -296,7 +296,7 @@ func TestLastGoodKeysSurviveBadRefreshes(t *testing.T) {
 	// another host: each refresh fails, and the last good keys stay (X24, X25).
 	other := server(t)
 	cases := []struct {
-		name  string
+		name   string
 		break_ func(s *jwkstest.Server)
 	}{
 		{"outage", func(s *jwkstest.Server) { s.SetDown(true) }},
@@ -566,9 +566,9 @@ func TestCrossIssuerKeysNeverVerify(t *testing.T) {
 	bKey := b.SigningKey()
 	attacker := &jwkstest.Key{KID: "rsa-1", Alg: "RS256", Private: bKey.Private} // A's kid, B's key
 	for name, tok := range map[string]string{
-		"B's kid":  b.MustMint(jwkstest.Claims{"iss": a.Issuer}),
-		"A's kid":  a.MustMint(nil, jwkstest.WithSigner(attacker)),
-		"no kid":   b.MustMint(jwkstest.Claims{"iss": a.Issuer}, jwkstest.WithHeader(jwkstest.Claims{"kid": jwkstest.Absent})),
+		"B's kid":        b.MustMint(jwkstest.Claims{"iss": a.Issuer}),
+		"A's kid":        a.MustMint(nil, jwkstest.WithSigner(attacker)),
+		"no kid":         b.MustMint(jwkstest.Claims{"iss": a.Issuer}, jwkstest.WithHeader(jwkstest.Claims{"kid": jwkstest.Absent})),
 		"EC key, no kid": b.MustMint(jwkstest.Claims{"iss": a.Issuer}, jwkstest.WithKey("ec-1"), jwkstest.WithHeader(jwkstest.Claims{"kid": jwkstest.Absent})),
 	} {
 		t.Run(name, func(t *testing.T) {
