@@ -212,6 +212,9 @@ func (s *Set) Key(ctx context.Context, token *jwt.Token) (any, error) {
 		return nil, ErrInvalidKID
 	}
 
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	l := s.lookups.Get().(*lookup)
 	l.ctx.Context = ctx
 	key, err := l.kf(token)
@@ -294,6 +297,7 @@ func (s *Set) Close() {
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
+	s.client.CloseIdleConnections()
 }
 
 // run is the background loop: load at start, then refresh on schedule, backing off
@@ -450,7 +454,7 @@ func (s *Set) fetchKeys(ctx context.Context) (string, parsedSet, error) {
 		}
 		stamp := fileStamp{mod: st.ModTime(), size: st.Size()}
 		s.mu.Lock()
-		same := stamp == s.file && s.Ready()
+		same := stamp.mod.Equal(s.file.mod) && stamp.size == s.file.size && s.Ready()
 		s.mu.Unlock()
 		if same {
 			return ResultNotModified, parsedSet{}, nil
