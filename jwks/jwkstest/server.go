@@ -262,6 +262,19 @@ func (s *Server) Publish(kid string, publish bool) {
 	s.published[kid] = publish
 }
 
+// Published lists the kids of the keys in the JWKS, in the order they were added.
+func (s *Server) Published() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var kids []string
+	for _, k := range s.keys {
+		if s.published[k.KID] {
+			kids = append(kids, k.KID)
+		}
+	}
+	return kids
+}
+
 // SetSigningKey makes a known key the one that signs by default.
 func (s *Server) SetSigningKey(kid string) {
 	s.mu.Lock()
