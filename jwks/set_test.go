@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -756,4 +757,65 @@ func TestContextStopsTheSet(t *testing.T) {
 	ready(t, set)
 	cancel()
 	set.Close() // returns once the goroutines are gone; goleak checks the rest
+}
+
+func TestLogLines(t *testing.T) {
+	var buf syncBuffer
+	logger := slog.New(slog.NewJSONHandler(&buf, nil))
+	srv := server(t)
+	srv.SetExtraJWKs([]byte(`{"kty":"oct","kid":"h1","k":"AAAA"}`))
+	set := newSet(t, srv, func(c *jwks.Config) { c.InsecureHTTP = true }, func(o *jwks.Options) { o.Logger = logger })
+	ready(t, set)
+	srv.SetDown(true)
+	if err := set.Refresh(context.Background()); err == nil {
+		t.Fatal("refresh during an outage succeeded")
+	}
+	logs := buf.String()
+	for _, want := range []string{
+		`"level":"WARN","msg":"insecureHTTP is set`,
+		`"msg":"keys loaded","issuer":"` + srv.Issuer + `","keys":3,"skipped":1`,
+		`"msg":"key skipped","issuer":"` + srv.Issuer + `","kid":"h1","index":3,"reason":"symmetric"`,
+		`"level":"WARN","msg":"fetching keys failed; the last good keys stay in use","issuer":"` + srv.Issuer + `","trigger":"scheduled","keys":3`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %s\nlogs:\n%s", want, logs)
+		}
+	}
+}
+
+func TestTLSRedirectToPlainHTTPIsRefused(t *testing.T) {
+	srv := server(t, jwkstest.WithTLS())
+	plain := server(t)
+	srv.SetRedirect(plain.JWKSURI())
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, srv.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	set := newSet(t, srv, func(c *jwks.Config) { c.CAFile = ca })
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := set.WaitReady(ctx); err == nil || !strings.Contains(err.Error(), "another origin") {
+		t.Fatalf("WaitReady = %v, want the downgrade refused", err)
+	}
+	if plain.JWKSFetches() != 0 {
+		t.Fatal("the plain http JWKS was fetched")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the set's goroutines to log into.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
