@@ -22,17 +22,43 @@ type Group struct {
 // starts one Set per issuer. Its goroutines stop when ctx is cancelled or Close is
 // called.
 func NewGroup(ctx context.Context, cfgs []Config, opts Options) (*Group, error) {
+	checked, err := validateAll(cfgs)
+	if err != nil {
+		return nil, err
+	}
+	g := &Group{sets: make(map[string]*Set, len(checked))}
+	for _, c := range checked {
+		s, err := newSet(ctx, c.cfg, c.allowed, c.roots, opts)
+		if err != nil {
+			g.Close()
+			return nil, err
+		}
+		g.sets[c.cfg.Issuer] = s
+		g.order = append(g.order, s)
+	}
+	return g, nil
+}
+
+// Validate checks issuer configurations as NewGroup does, without starting anything, so
+// that a caller can report these problems together with its own.
+func Validate(cfgs []Config) error {
+	_, err := validateAll(cfgs)
+	return err
+}
+
+type checkedConfig struct {
+	cfg     Config
+	allowed algSet
+	roots   *x509.CertPool
+}
+
+func validateAll(cfgs []Config) ([]checkedConfig, error) {
 	if len(cfgs) == 0 {
 		return nil, &ConfigError{Field: "issuers", Problem: "at least one issuer is required"}
 	}
-	type checked struct {
-		cfg     Config
-		allowed algSet
-		roots   *x509.CertPool
-	}
 	var (
 		errs []error
-		ok   []checked
+		ok   []checkedConfig
 		seen = map[string]int{}
 	)
 	for i, c := range cfgs {
@@ -51,22 +77,9 @@ func NewGroup(ctx context.Context, cfgs []Config, opts Options) (*Group, error) 
 			errs = append(errs, &ConfigError{Issuer: c.Issuer, Field: fmt.Sprintf("issuers[%d].issuer", i), Problem: fmt.Sprintf("is listed twice (also issuers[%d])", j)})
 		}
 		seen[c.Issuer] = i
-		ok = append(ok, checked{c, allowed, roots})
+		ok = append(ok, checkedConfig{c, allowed, roots})
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	g := &Group{sets: make(map[string]*Set, len(ok))}
-	for _, c := range ok {
-		s, err := newSet(ctx, c.cfg, c.allowed, c.roots, opts)
-		if err != nil {
-			g.Close()
-			return nil, err
-		}
-		g.sets[c.cfg.Issuer] = s
-		g.order = append(g.order, s)
-	}
-	return g, nil
+	return ok, errors.Join(errs...)
 }
 
 // flatten undoes errors.Join.

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokengate/tokengate/internal/promreg"
 )
 
 // Values of the labels of tokengate_jwks_refreshes_total.
@@ -28,7 +30,8 @@ type Metrics struct {
 }
 
 // NewMetrics registers the key-set metrics on reg. It never touches the global default
-// registry on its own.
+// registry on its own. Called again on the same registry (a configuration reload), it
+// shares the collectors registered the first time.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -48,10 +51,18 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Keys of an issuer's last fetched key set that were left out, by reason.",
 		}, []string{"issuer", "reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.refreshes, m.keys, m.lastSuccess, m.skipped} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	var err error
+	if m.refreshes, err = promreg.Register(reg, m.refreshes); err != nil {
+		return nil, err
+	}
+	if m.keys, err = promreg.Register(reg, m.keys); err != nil {
+		return nil, err
+	}
+	if m.lastSuccess, err = promreg.Register(reg, m.lastSuccess); err != nil {
+		return nil, err
+	}
+	if m.skipped, err = promreg.Register(reg, m.skipped); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

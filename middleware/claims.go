@@ -1,0 +1,322 @@
+package middleware
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Claims are the verified claims of an access token. A handler reads them with
+// ClaimsFrom. They are shared between the requests that present the same token (the
+// verified-token cache), so treat them as read-only.
+type Claims struct {
+	Issuer    string    // iss, one of the configured issuers
+	Subject   string    // sub
+	ClientID  string    // client_id
+	Audience  []string  // aud, as a list even when the token sent a string
+	Scopes    []string  // from the issuer's scope claim: scope, scp or scopes
+	ID        string    // jti
+	ExpiresAt time.Time // exp
+	IssuedAt  time.Time // iat; zero when absent
+	NotBefore time.Time // nbf; zero when absent
+
+	// Raw holds every member of the payload as sent, for claims tokengate does not
+	// interpret (groups, roles, tenant...).
+	Raw map[string]json.RawMessage
+
+	exp, iat, nbf *jwt.NumericDate
+	policy        *issuerPolicy // set by the key look-up once iss is known
+	decoded       bool
+}
+
+// HasScope reports whether the token carries scope s (exact match).
+func (c *Claims) HasScope(s string) bool { return slices.Contains(c.Scopes, s) }
+
+// String decodes a claim that is a JSON string, for claims tokengate does not
+// interpret.
+func (c *Claims) String(name string) (string, bool) {
+	raw, ok := c.Raw[name]
+	if !ok {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+type claimsKey struct{}
+
+// ClaimsFrom returns the verified claims that Handler or Require put in the request's
+// context, or false when there are none (a public route, a shadow-mode denial).
+func ClaimsFrom(ctx context.Context) (*Claims, bool) {
+	c, ok := ctx.Value(claimsKey{}).(*Claims)
+	return c, ok && c != nil
+}
+
+// WithClaims returns a context that carries c, for tests of handlers that read claims.
+func WithClaims(ctx context.Context, c *Claims) context.Context {
+	return context.WithValue(ctx, claimsKey{}, c)
+}
+
+// errClaims marks a claim that is missing, of the wrong type or out of range: reason
+// "claims" (or "malformed_token" when the payload is not a JSON object at all).
+var (
+	errClaims       = errors.New("invalid claims")
+	errNotAnObject  = errors.New("the payload is not a JSON object")
+	errAudience     = errors.New("no audience of the token is accepted")
+	errDuplicate    = errors.New("duplicate member names")
+	maxNumericDate  = 1e11 // year 5138: anything later is not a time but an attack
+	registeredTimes = []string{"exp", "nbf", "iat"}
+)
+
+// UnmarshalJSON decodes a payload strictly (RFC 7519 §4, STANDARDS J1–J8, X18, X19,
+// X26): valid UTF-8, a JSON object, member names unique even under case folding (so no
+// other parser can read a different claim than this one), registered claims of their
+// registered JSON types: NumericDates are JSON numbers, never strings.
+func (c *Claims) UnmarshalJSON(data []byte) error {
+	if !utf8.Valid(data) {
+		return fmt.Errorf("%w: not valid UTF-8", errNotAnObject)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil || raw == nil {
+		return errNotAnObject
+	}
+	if n, err := countMembers(data); err != nil || n != len(raw) || foldCollision(raw) {
+		return fmt.Errorf("%w: %w in the payload", errClaims, errDuplicate)
+	}
+	c.Raw = raw
+	var err error
+	if c.Issuer, err = stringClaim(raw, "iss"); err != nil {
+		return err
+	}
+	if c.Subject, err = stringClaim(raw, "sub"); err != nil {
+		return err
+	}
+	if c.ClientID, err = stringClaim(raw, "client_id"); err != nil {
+		return err
+	}
+	if c.ID, err = stringClaim(raw, "jti"); err != nil {
+		return err
+	}
+	if c.Audience, err = stringsClaim(raw, "aud", false); err != nil {
+		return err
+	}
+	for _, name := range registeredTimes {
+		d, err := numericDate(raw, name)
+		if err != nil {
+			return err
+		}
+		switch name {
+		case "exp":
+			c.exp = d
+		case "nbf":
+			c.nbf = d
+		case "iat":
+			c.iat = d
+		}
+	}
+	if c.exp != nil {
+		c.ExpiresAt = c.exp.Time
+	}
+	if c.iat != nil {
+		c.IssuedAt = c.iat.Time
+	}
+	if c.nbf != nil {
+		c.NotBefore = c.nbf.Time
+	}
+	c.decoded = true
+	return nil
+}
+
+func stringClaim(raw map[string]json.RawMessage, name string) (string, error) {
+	v, ok := raw[name]
+	if !ok {
+		return "", nil
+	}
+	if len(v) == 0 || v[0] != '"' {
+		return "", fmt.Errorf("%w: %s is not a string", errClaims, name)
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return "", fmt.Errorf("%w: %s is not a string", errClaims, name)
+	}
+	return s, nil
+}
+
+// stringsClaim reads a claim that is a string or an array of strings. With split, a
+// string is a space-separated list (the scope claim, RFC 8693 §4.2).
+func stringsClaim(raw map[string]json.RawMessage, name string, split bool) ([]string, error) {
+	v, ok := raw[name]
+	if !ok {
+		return nil, nil
+	}
+	if len(v) > 0 && v[0] == '"' {
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return nil, fmt.Errorf("%w: %s is not a string", errClaims, name)
+		}
+		if split {
+			return strings.Fields(s), nil
+		}
+		return []string{s}, nil
+	}
+	if len(v) > 0 && v[0] == '[' {
+		var list []json.RawMessage
+		if err := json.Unmarshal(v, &list); err != nil {
+			return nil, fmt.Errorf("%w: %s is not an array of strings", errClaims, name)
+		}
+		out := make([]string, 0, len(list))
+		for _, item := range list {
+			if len(item) == 0 || item[0] != '"' {
+				return nil, fmt.Errorf("%w: %s holds a value that is not a string", errClaims, name)
+			}
+			var s string
+			if err := json.Unmarshal(item, &s); err != nil {
+				return nil, fmt.Errorf("%w: %s holds a value that is not a string", errClaims, name)
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("%w: %s is neither a string nor an array of strings", errClaims, name)
+}
+
+// numericDate reads a NumericDate: a JSON number (fractions allowed), never a string,
+// a boolean or null, within a sane range.
+func numericDate(raw map[string]json.RawMessage, name string) (*jwt.NumericDate, error) {
+	v, ok := raw[name]
+	if !ok {
+		return nil, nil
+	}
+	if len(v) == 0 || (v[0] != '-' && (v[0] < '0' || v[0] > '9')) {
+		return nil, fmt.Errorf("%w: %s is not a JSON number", errClaims, name)
+	}
+	var f float64
+	if err := json.Unmarshal(v, &f); err != nil || math.IsNaN(f) || f < 0 || f >= maxNumericDate {
+		return nil, fmt.Errorf("%w: %s is out of range", errClaims, name)
+	}
+	sec, frac := math.Modf(f)
+	return jwt.NewNumericDate(time.Unix(int64(sec), int64(frac*1e9))), nil
+}
+
+// scopesFrom reads the scopes from the issuer's scope claim, or the first of scope, scp
+// and scopes that is present.
+func (c *Claims) scopesFrom(claim string) error {
+	names := []string{"scope", "scp", "scopes"}
+	if claim != "" {
+		names = []string{claim}
+	}
+	for _, n := range names {
+		if _, ok := c.Raw[n]; ok {
+			s, err := stringsClaim(c.Raw, n, true)
+			c.Scopes = s
+			return err
+		}
+	}
+	return nil
+}
+
+// The jwt.Claims interface, through which golang-jwt checks exp, nbf and iat with the
+// leeway.
+
+func (c *Claims) GetExpirationTime() (*jwt.NumericDate, error) { return c.exp, nil }
+func (c *Claims) GetIssuedAt() (*jwt.NumericDate, error)       { return c.iat, nil }
+func (c *Claims) GetNotBefore() (*jwt.NumericDate, error)      { return c.nbf, nil }
+func (c *Claims) GetIssuer() (string, error)                   { return c.Issuer, nil }
+func (c *Claims) GetSubject() (string, error)                  { return c.Subject, nil }
+func (c *Claims) GetAudience() (jwt.ClaimStrings, error)       { return c.Audience, nil }
+
+// countMembers counts the members of the JSON object in data, which json.Unmarshal has
+// already found valid: a map decodes duplicates into one entry, so a count larger than
+// the map's length means a name was repeated.
+func countMembers(data []byte) (int, error) {
+	depth, n := 0, 0
+	inString, escaped, empty := false, false, true
+	for _, b := range data {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case b == '\\':
+				escaped = true
+			case b == '"':
+				inString = false
+			}
+			continue
+		}
+		switch b {
+		case '"':
+			inString = true
+			if depth == 1 && empty {
+				empty = false
+				n = 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+		case ',':
+			if depth == 1 {
+				n++
+			}
+		}
+	}
+	if depth != 0 {
+		return 0, errNotAnObject
+	}
+	return n, nil
+}
+
+// foldCollision reports whether two member names are equal under case folding ("sub"
+// and "SUB"), which case-insensitive decoders (Go's struct decoding among them) would
+// read as one claim.
+func foldCollision(raw map[string]json.RawMessage) bool {
+	if len(raw) < 2 {
+		return false
+	}
+	seen := make(map[string]struct{}, len(raw))
+	for k := range raw {
+		f := foldKey(k)
+		if _, dup := seen[f]; dup {
+			return true
+		}
+		seen[f] = struct{}{}
+	}
+	return false
+}
+
+// foldKey maps every rune to the smallest rune of its case-folding orbit, so that names
+// equal under Unicode simple folding map alike: "sub" and "SUB", "k" and the Kelvin
+// sign, "s" and "ſ". For ASCII the smallest is the upper-case letter.
+func foldKey(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return strings.ToUpper(s)
+	}
+	var b strings.Builder
+	for _, r := range s {
+		low := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			low = min(low, f)
+		}
+		b.WriteRune(low)
+	}
+	return b.String()
+}

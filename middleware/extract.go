@@ -1,0 +1,132 @@
+package middleware
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+)
+
+var (
+	errTwoHeaders     = errors.New("more than one Authorization header")
+	errTwoSources     = errors.New("the token is sent in more than one way")
+	errEmptyBearer    = errors.New("Bearer scheme without a token")
+	errBadSeparator   = errors.New("a tab separates the Bearer scheme from the token")
+	errTokenSyntax    = errors.New("the token is not a b64token (RFC 6750 §2.1)")
+	errRepeatedSource = errors.New("the token cookie or query parameter is repeated")
+)
+
+// extract returns the bearer token of a request (DESIGN.md request path, step 1;
+// STANDARDS B1–B10): the Authorization header with the Bearer scheme (case-insensitive),
+// one or more spaces, one b64token; or, when configured, a cookie or a query parameter.
+// A header with another scheme (Basic, Digest...) counts as no token (RFC 6750 §3.1). The
+// result is "" with no error when there is no token; a malformed or repeated token, or
+// tokens from two sources, is malformed_request.
+func extract(r *http.Request, cookie, query string) (string, *Error) {
+	var (
+		token   string
+		sources int
+	)
+	switch vals := r.Header["Authorization"]; len(vals) {
+	case 0:
+	case 1:
+		t, err := bearer(vals[0])
+		if err != nil {
+			return "", deny(ReasonMalformedRequest, err)
+		}
+		if t != "" {
+			token, sources = t, 1
+		}
+	default:
+		return "", deny(ReasonMalformedRequest, errTwoHeaders)
+	}
+	if cookie != "" {
+		var found []string
+		for _, c := range r.CookiesNamed(cookie) {
+			found = append(found, c.Value)
+		}
+		switch len(found) {
+		case 0:
+		case 1:
+			if !isB64Token(found[0]) {
+				return "", deny(ReasonMalformedRequest, errTokenSyntax)
+			}
+			token, sources = found[0], sources+1
+		default:
+			return "", deny(ReasonMalformedRequest, errRepeatedSource)
+		}
+	}
+	if query != "" {
+		switch vals := r.URL.Query()[query]; len(vals) {
+		case 0:
+		case 1:
+			if !isB64Token(vals[0]) {
+				return "", deny(ReasonMalformedRequest, errTokenSyntax)
+			}
+			token, sources = vals[0], sources+1
+		default:
+			return "", deny(ReasonMalformedRequest, errRepeatedSource)
+		}
+	}
+	if sources > 1 {
+		return "", deny(ReasonMalformedRequest, errTwoSources)
+	}
+	return token, nil
+}
+
+// bearer reads one Authorization header value. It returns "" and no error for another
+// scheme.
+func bearer(v string) (string, error) {
+	i := strings.IndexAny(v, " \t")
+	if i < 0 {
+		if strings.EqualFold(v, "Bearer") {
+			return "", errEmptyBearer
+		}
+		return "", nil // no credentials, or another scheme without parameters
+	}
+	if !strings.EqualFold(v[:i], "Bearer") {
+		return "", nil
+	}
+	if v[i] == '\t' {
+		return "", errBadSeparator
+	}
+	t := strings.TrimLeft(v[i:], " ")
+	if t == "" {
+		return "", errEmptyBearer
+	}
+	if !isB64Token(t) {
+		return "", errTokenSyntax
+	}
+	return t, nil
+}
+
+// b64tokenChars marks the characters of RFC 6750's b64token before its trailing '='s.
+var b64tokenChars = func() (t [256]bool) {
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-._~+/" {
+		t[c] = true
+	}
+	return t
+}()
+
+// isB64Token reports whether s is 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func isB64Token(s string) bool {
+	i := 0
+	for i < len(s) && b64tokenChars[s[i]] {
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	for i < len(s) && s[i] == '=' {
+		i++
+	}
+	return i == len(s)
+}

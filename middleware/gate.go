@@ -1,0 +1,467 @@
+package middleware
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokengate/tokengate/jwks"
+)
+
+// Gate decides, for every request, whether it may reach the API: it extracts the bearer
+// token, verifies it (or finds it in the cache of verified tokens), checks the scopes the
+// matched route needs, answers denials the RFC 6750 way and counts every decision.
+//
+// A Gate that builds its own key sets (no WithKeySource) owns their goroutines: they
+// stop when the context given to New is cancelled or Close is called.
+type Gate struct {
+	cfg      Config
+	routes   *routeTable
+	verifier *verifier
+	cache    *tokenCache
+	metrics  *metrics
+	log      *slog.Logger
+	clock    func() time.Time
+	writeErr ErrorWriter
+	keys     KeySource
+	group    *jwks.Group // owned when New built it
+
+	routeCounters   []*counters
+	noRouteCounters *counters
+	requireCounters sync.Map // pattern → *counters, for Require outside the route table
+	tokenAge        map[string]prometheus.Observer
+	challengeRealm  string
+}
+
+// ErrorWriter writes the response to a denied request: status and body. The Gate has
+// set WWW-Authenticate (and Retry-After for 503) already. WriteError is the default.
+type ErrorWriter func(w http.ResponseWriter, r *http.Request, d Decision)
+
+// Option configures a Gate.
+type Option func(*options)
+
+type options struct {
+	logger   *slog.Logger
+	keys     KeySource
+	writeErr ErrorWriter
+	clock    func() time.Time
+}
+
+// WithLogger sets the logger. Denials are logged at Info, allowed requests at Debug;
+// no line ever holds a token. Default slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithKeySource replaces the key sets New would build from the issuers' configuration
+// (for tests, or to share key sets between Gates). The Gate does not own it.
+func WithKeySource(k KeySource) Option { return func(o *options) { o.keys = k } }
+
+// WithErrorWriter replaces how denials are written (status and body).
+func WithErrorWriter(w ErrorWriter) Option { return func(o *options) { o.writeErr = w } }
+
+// WithClock sets the clock of the time claims and the cache. Default time.Now.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
+
+// New validates cfg, reporting every problem at once (each a *FieldError or a
+// *jwks.ConfigError naming its key), registers the metrics on reg and, unless
+// WithKeySource is given, starts loading the issuers' keys.
+func New(ctx context.Context, cfg Config, reg prometheus.Registerer, opts ...Option) (*Gate, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	cfg = cfg.withDefaults()
+	errs := cfg.validate()
+	routes, routeErrs := compileRoutes(cfg.Routes)
+	errs = append(errs, routeErrs...)
+	keyCfgs := make([]jwks.Config, len(cfg.Issuers))
+	for i, iss := range cfg.Issuers {
+		keyCfgs[i] = iss.Config
+	}
+	if o.keys == nil {
+		if err := jwks.Validate(keyCfgs); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if reg == nil {
+		return nil, errors.New("middleware: a prometheus.Registerer is required (prometheus.NewRegistry() for none)")
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("middleware: registering metrics: %w", err)
+	}
+
+	g := &Gate{
+		cfg:            cfg,
+		routes:         routes,
+		metrics:        m,
+		log:            o.logger,
+		clock:          o.clock,
+		writeErr:       o.writeErr,
+		keys:           o.keys,
+		tokenAge:       map[string]prometheus.Observer{},
+		challengeRealm: `Bearer realm="` + cfg.Realm + `"`,
+	}
+	if g.log == nil {
+		g.log = slog.Default()
+	}
+	if g.writeErr == nil {
+		g.writeErr = WriteError
+	}
+	now := g.clock
+	if now == nil {
+		now = time.Now
+	}
+	if g.keys == nil {
+		g.group, err = jwks.NewGroup(ctx, keyCfgs, jwks.Options{Logger: g.log, Metrics: m.keys, Now: o.clock})
+		if err != nil {
+			return nil, err
+		}
+		g.keys = g.group
+	}
+	g.verifier = newVerifier(cfg, g.keys, now)
+	if !cfg.Tokens.NoCache {
+		g.cache = newTokenCache(cfg.Tokens.CacheEntries, cfg.Tokens.Leeway)
+	}
+	for _, rt := range routes.routes {
+		g.routeCounters = append(g.routeCounters, &counters{route: rt.pattern})
+		// Series at zero, so that rates exist before the first request.
+		m.decisions.WithLabelValues(DecisionAllowed, string(ReasonOK), rt.pattern)
+	}
+	g.noRouteCounters = &counters{route: NoRoute}
+	for _, iss := range cfg.Issuers {
+		g.tokenAge[iss.Issuer] = m.tokenAge.WithLabelValues(iss.Issuer)
+	}
+	if len(routes.routes) == 0 {
+		g.log.Warn("no routes configured: Handler denies every request (no_route); use Require on your own routes")
+	}
+	return g, nil
+}
+
+// Close stops the goroutines of the key sets the Gate built.
+func (g *Gate) Close() {
+	if g.group != nil {
+		g.group.Close()
+	}
+}
+
+// Ready reports whether every issuer's keys were loaded at least once.
+func (g *Gate) Ready() bool {
+	if r, ok := g.keys.(interface{ Ready() bool }); ok {
+		return r.Ready()
+	}
+	return true
+}
+
+// KeySets returns the key sets the Gate built, or nil with WithKeySource.
+func (g *Gate) KeySets() *jwks.Group { return g.group }
+
+// Decision is the outcome for one request.
+type Decision struct {
+	// Outcome is DecisionAllowed, DecisionDenied or DecisionShadowDenied (a denial that
+	// shadow mode forwards anyway): the decision label.
+	Outcome string
+	// Reason is the bounded reason: ReasonOK when allowed.
+	Reason Reason
+	// Status is the HTTP status a denial is answered with; 200 when allowed.
+	Status int
+	// Err is the denial, an *Error; nil when allowed. Its text is for logs only.
+	Err error
+	// Route is the matched route's pattern, or NoRoute.
+	Route string
+	// Public says the route needs no token.
+	Public bool
+	// Claims are the token's verified claims: set when allowed, and on a denial that
+	// came after a good signature (expired, audience, scope...), never otherwise.
+	Claims *Claims
+	// Scope lists the scopes the route needs, for an insufficient_scope denial.
+	Scope string
+	// TokenSent says the request carried a token (so the challenge names an error).
+	TokenSent bool
+	// Cached says the token was found in the verified-token cache.
+	Cached bool
+}
+
+// Allowed reports whether the request is allowed.
+func (d Decision) Allowed() bool { return d.Outcome == DecisionAllowed }
+
+// Forward reports whether the request goes on to the API: allowed, or denied in shadow
+// mode.
+func (d Decision) Forward() bool { return d.Outcome != DecisionDenied }
+
+// Decide decides a request by the route table: DESIGN.md's request path, steps 1 to 4,
+// and step 6 (it counts the decision). It never writes a response; the middleware, the
+// sidecar and the check command act on the Decision.
+func (g *Gate) Decide(r *http.Request) Decision {
+	start := time.Now()
+	rt := g.routes.match(r)
+	var d Decision
+	c := g.noRouteCounters
+	if rt == nil {
+		d = denied(deny(ReasonNoRoute, nil))
+		d.Route = NoRoute
+	} else {
+		c = g.routeCounters[rt.index]
+		d.Route = rt.pattern
+		if rt.Public {
+			d.Public = true
+			d.Outcome, d.Reason, d.Status = DecisionAllowed, ReasonOK, http.StatusOK
+		} else {
+			g.authorize(r, rt.Scopes, rt.AnyScopes, rt.scope, start, &d)
+		}
+	}
+	if d.Outcome == DecisionDenied && (g.cfg.Shadow || rt != nil && rt.Shadow) {
+		d.Outcome = DecisionShadowDenied
+	}
+	g.count(c, &d, start)
+	return d
+}
+
+// authorize runs extraction, cache, verification and the scope check into d.
+func (g *Gate) authorize(r *http.Request, all, anyOf []string, scope string, start time.Time, d *Decision) {
+	now := start
+	if g.clock != nil {
+		now = g.clock()
+	}
+	token, e := extract(r, g.cfg.Tokens.Cookie, g.cfg.Tokens.Query)
+	if e != nil {
+		*d = keep(d, denied(e))
+		d.TokenSent = true
+		return
+	}
+	if token == "" {
+		*d = keep(d, denied(deny(ReasonMissingToken, nil)))
+		return
+	}
+	d.TokenSent = true
+
+	var claims *Claims
+	if g.cache != nil {
+		cl, expired := g.cache.get(token, now)
+		switch {
+		case expired:
+			g.metrics.hit.Inc()
+			*d = keep(d, denied(deny(ReasonExpired, errors.New("the cached token expired"))))
+			d.TokenSent = true
+			return
+		case cl != nil:
+			g.metrics.hit.Inc()
+			claims, d.Cached = cl, true
+		default:
+			g.metrics.miss.Inc()
+		}
+	}
+	if claims == nil {
+		cl, e := g.verifier.verify(r.Context(), token)
+		if e != nil {
+			*d = keep(d, denied(e))
+			d.TokenSent, d.Claims = true, cl
+			return
+		}
+		claims = cl
+		if g.cache != nil {
+			g.cache.put(token, claims, now)
+		}
+	}
+	d.Claims = claims
+	if !satisfies(claims.Scopes, all, anyOf) {
+		*d = keep(d, denied(deny(ReasonInsufficientScope, fmt.Errorf("the token's scopes do not include %q", scope))))
+		d.TokenSent, d.Claims, d.Scope = true, claims, scope
+		return
+	}
+	d.Outcome, d.Reason, d.Status = DecisionAllowed, ReasonOK, http.StatusOK
+	if !claims.IssuedAt.IsZero() {
+		if o := g.tokenAge[claims.Issuer]; o != nil {
+			o.Observe(now.Sub(claims.IssuedAt).Seconds())
+		}
+	}
+}
+
+// keep carries the route fields of d into a new denial.
+func keep(d *Decision, n Decision) Decision {
+	n.Route, n.Public = d.Route, d.Public
+	return n
+}
+
+func denied(e *Error) Decision {
+	return Decision{Outcome: DecisionDenied, Reason: e.Reason, Status: responses[e.Reason].status, Err: e}
+}
+
+func satisfies(scopes, all, anyOf []string) bool {
+	for _, need := range all {
+		if !contains(scopes, need) {
+			return false
+		}
+	}
+	if len(anyOf) == 0 {
+		return true
+	}
+	for _, s := range anyOf {
+		if contains(scopes, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *Gate) count(c *counters, d *Decision, start time.Time) {
+	i := 1
+	switch d.Outcome {
+	case DecisionAllowed:
+		i = 0
+	case DecisionShadowDenied:
+		i = 2
+	}
+	g.metrics.count(c, i, d.Reason, time.Since(start))
+}
+
+// Handler enforces the route table in front of next. An allowed request reaches next
+// with its claims in the context (ClaimsFrom); a denied one never does, and gets the
+// RFC 6750 answer; in shadow mode it reaches next without claims.
+func (g *Gate) Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d := g.Decide(r)
+		g.logDecision(r, d)
+		if !d.Forward() {
+			g.respond(w, r, d)
+			return
+		}
+		if d.Allowed() && d.Claims != nil {
+			r = r.WithContext(WithClaims(r.Context(), d.Claims))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Require returns a middleware for a service that routes itself: the request needs a
+// valid token with every one of scopes. Behind Handler it checks the claims Handler
+// verified; on its own it verifies the token first. Its decisions are counted under the
+// pattern that ServeMux matched (r.Pattern). It panics if a scope is not a valid scope
+// token (RFC 6749 §3.3), at wiring time, like ServeMux.Handle.
+func (g *Gate) Require(scopes ...string) func(http.Handler) http.Handler {
+	return g.require(scopes, nil)
+}
+
+// RequireAny is Require with at least one of scopes.
+func (g *Gate) RequireAny(scopes ...string) func(http.Handler) http.Handler {
+	if len(scopes) == 0 {
+		panic("middleware: RequireAny needs at least one scope")
+	}
+	return g.require(nil, scopes)
+}
+
+func (g *Gate) require(all, anyOf []string) func(http.Handler) http.Handler {
+	for _, s := range append(append([]string(nil), all...), anyOf...) {
+		if !validScope(s) {
+			panic(fmt.Sprintf("middleware: %q is not a valid scope token", s))
+		}
+	}
+	needed := append([]string(nil), all...)
+	if len(anyOf) > 0 {
+		needed = append(needed, anyOf[0])
+	}
+	scope := strings.Join(needed, " ")
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			pattern := r.Pattern
+			if pattern == "" {
+				pattern = NoRoute
+			}
+			var d Decision
+			d.Route = pattern
+			if claims, ok := ClaimsFrom(r.Context()); ok {
+				// Handler counted this request already; count only a denial here.
+				if satisfies(claims.Scopes, all, anyOf) {
+					next.ServeHTTP(w, r)
+					return
+				}
+				d = keep(&d, denied(deny(ReasonInsufficientScope, fmt.Errorf("the token's scopes do not include %q", scope))))
+				d.TokenSent, d.Claims, d.Scope = true, claims, scope
+			} else {
+				g.authorize(r, all, anyOf, scope, start, &d)
+			}
+			if d.Outcome == DecisionDenied && g.cfg.Shadow {
+				d.Outcome = DecisionShadowDenied
+			}
+			g.count(g.requireCountersFor(pattern), &d, start)
+			g.logDecision(r, d)
+			switch {
+			case d.Allowed():
+				if _, ok := ClaimsFrom(r.Context()); !ok {
+					r = r.WithContext(WithClaims(r.Context(), d.Claims))
+				}
+				next.ServeHTTP(w, r)
+			case d.Forward():
+				next.ServeHTTP(w, r)
+			default:
+				g.respond(w, r, d)
+			}
+		})
+	}
+}
+
+func (g *Gate) requireCountersFor(pattern string) *counters {
+	if c, ok := g.requireCounters.Load(pattern); ok {
+		return c.(*counters)
+	}
+	c, _ := g.requireCounters.LoadOrStore(pattern, &counters{route: pattern})
+	return c.(*counters)
+}
+
+// logDecision writes one line per denial (Info) and per allowed request (Debug), with
+// what an operator needs and nothing a client sent verbatim: never a token, and the
+// subject only as a hash.
+func (g *Gate) logDecision(r *http.Request, d Decision) {
+	level := slog.LevelInfo
+	if d.Allowed() {
+		level = slog.LevelDebug
+	}
+	ctx := r.Context()
+	if !g.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("decision", d.Outcome),
+		slog.String("reason", string(d.Reason)),
+		slog.String("route", d.Route),
+		slog.String("method", r.Method),
+	}
+	if d.Claims != nil {
+		attrs = append(attrs, slog.String("issuer", d.Claims.Issuer), slog.String("subject_hash", hashSubject(d.Claims.Subject)))
+		if d.Claims.ClientID != "" {
+			attrs = append(attrs, slog.String("client_id", truncate(d.Claims.ClientID, 128)))
+		}
+	}
+	if d.Err != nil && d.Reason != ReasonMissingToken && d.Reason != ReasonNoRoute {
+		attrs = append(attrs, slog.String("error", truncate(d.Err.Error(), 256)))
+	}
+	if d.Cached {
+		attrs = append(attrs, slog.Bool("cached", true))
+	}
+	g.log.LogAttrs(ctx, level, "request "+d.Outcome, attrs...)
+}
+
+// hashSubject identifies a subject across log lines without writing it down.
+func hashSubject(sub string) string {
+	sum := sha256.Sum256([]byte(sub))
+	return hex.EncodeToString(sum[:8])
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,62 @@
+package middleware
+
+import (
+	"net/http"
+	"strings"
+)
+
+// challenge builds the WWW-Authenticate value of a denial (RFC 6750 §3), in the one
+// place where it is built: the realm always; error and error_description only when the
+// request carried a token (§3.1) and the reason has an RFC 6750 code; scope for
+// insufficient_scope. Every value is configured or fixed text, checked at start-up to
+// need no escaping: never the token, a kid or a library's error string (STANDARDS B13,
+// B14).
+func (g *Gate) challenge(d Decision) string {
+	resp := responses[d.Reason]
+	if !d.TokenSent || resp.code == "" {
+		return g.challengeRealm
+	}
+	var b strings.Builder
+	b.Grow(len(g.challengeRealm) + len(resp.description) + len(d.Scope) + 48)
+	b.WriteString(g.challengeRealm)
+	b.WriteString(`, error="`)
+	b.WriteString(resp.code)
+	b.WriteString(`", error_description="`)
+	b.WriteString(resp.description)
+	b.WriteByte('"')
+	if d.Reason == ReasonInsufficientScope && d.Scope != "" {
+		b.WriteString(`, scope="`)
+		b.WriteString(d.Scope)
+		b.WriteByte('"')
+	}
+	return b.String()
+}
+
+// respond answers a denial: the challenge and, for 503, Retry-After, then the error
+// writer for status and body.
+func (g *Gate) respond(w http.ResponseWriter, r *http.Request, d Decision) {
+	h := w.Header()
+	h.Set("WWW-Authenticate", g.challenge(d))
+	if d.Status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", "5")
+	}
+	g.writeErr(w, r, d)
+}
+
+// WriteError is the default ErrorWriter: the status and a small JSON body
+// {"error": ..., "error_description": ...}, whose error is the RFC 6750 code, or the
+// reason where RFC 6750 has none (missing_token, no_route, keys_unavailable).
+func WriteError(w http.ResponseWriter, _ *http.Request, d Decision) {
+	resp := responses[d.Reason]
+	code := resp.code
+	if code == "" {
+		code = string(d.Reason)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(d.Status)
+	// Both values are fixed ASCII without quotes or backslashes: no encoder needed.
+	_, _ = w.Write([]byte(`{"error":"` + code + `","error_description":"` + resp.description + `"}` + "\n"))
+}

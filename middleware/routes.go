@@ -1,0 +1,111 @@
+package middleware
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// route is a Route ready for the request path.
+type route struct {
+	Route
+	pattern string // the Match as ServeMux canonicalised it: the route metric label
+	scope   string // the scope parameter of an insufficient_scope challenge
+	index   int
+}
+
+// ServeHTTP makes a route a handler, so that ServeMux can hand it back as the match; it
+// is never called.
+func (*route) ServeHTTP(http.ResponseWriter, *http.Request) {}
+
+// routeTable matches requests to routes with the standard library's ServeMux: its
+// pattern syntax, its precedence (the most specific pattern wins, conflicts are refused)
+// and its path cleaning. Only the matching is used, never the mux's own answers: a
+// request the mux would redirect (an unclean path, a missing trailing slash) or refuse
+// (wrong method) matches no route, and is denied.
+type routeTable struct {
+	mux    *http.ServeMux
+	routes []*route
+}
+
+func compileRoutes(routes []Route) (*routeTable, []error) {
+	t := &routeTable{mux: http.NewServeMux()}
+	var errs []error
+	bad := func(i int, field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: fmt.Sprintf("routes[%d].%s", i, field), Problem: fmt.Sprintf(format, args...)})
+	}
+	for i, r := range routes {
+		rt := &route{Route: r, index: i}
+		if r.Public && (len(r.Scopes) > 0 || len(r.AnyScopes) > 0) {
+			bad(i, "public", "a public route cannot require scopes")
+		}
+		for j, s := range r.Scopes {
+			if !validScope(s) {
+				bad(i, fmt.Sprintf("scopes[%d]", j), "%q is not a scope (RFC 6749 §3.3: printable ASCII without spaces, quotes or backslashes)", s)
+			}
+		}
+		for j, s := range r.AnyScopes {
+			if !validScope(s) {
+				bad(i, fmt.Sprintf("anyScopes[%d]", j), "%q is not a scope (RFC 6749 §3.3: printable ASCII without spaces, quotes or backslashes)", s)
+			}
+		}
+		needed := append([]string(nil), r.Scopes...)
+		if len(r.AnyScopes) > 0 {
+			// The challenge names what suffices: every all-of scope and the first any-of.
+			needed = append(needed, r.AnyScopes[0])
+		}
+		rt.scope = strings.Join(needed, " ")
+		if err := handle(t.mux, r.Match, rt); err != nil {
+			bad(i, "match", "%v", err)
+			continue
+		}
+		t.routes = append(t.routes, rt)
+	}
+	// Ask the mux for the canonical form of each pattern, the route label.
+	for _, rt := range t.routes {
+		rt.pattern = canonicalPattern(rt.Match)
+	}
+	return t, errs
+}
+
+// handle registers a pattern, turning ServeMux's panics (invalid or conflicting
+// patterns) into errors.
+func handle(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
+	if strings.TrimSpace(pattern) == "" {
+		return fmt.Errorf("is empty")
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			msg := fmt.Sprint(r)
+			// ServeMux's messages name the pattern and, for a conflict, the other one
+			// with its source location, which means nothing to a user of tokengate.
+			if i := strings.Index(msg, " (registered at "); i >= 0 {
+				if j := strings.Index(msg[i:], ")"); j >= 0 {
+					msg = msg[:i] + msg[i+j+1:]
+				}
+			}
+			err = fmt.Errorf("%s", strings.TrimPrefix(msg, "http: "))
+		}
+	}()
+	mux.Handle(pattern, h)
+	return nil
+}
+
+// canonicalPattern normalises the spacing of a pattern for use as a label.
+func canonicalPattern(p string) string { return strings.Join(strings.Fields(p), " ") }
+
+// match returns the route of a request, or nil.
+func (t *routeTable) match(r *http.Request) *route {
+	h, _ := t.mux.Handler(r)
+	rt, _ := h.(*route)
+	return rt
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

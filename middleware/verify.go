@@ -1,0 +1,436 @@
+package middleware
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokengate/tokengate/jwks"
+)
+
+// KeySource finds the key that verifies a token of an issuer. *jwks.Group is one; tests
+// may use any other. It must return jwks's sentinel errors (ErrUnknownKey,
+// ErrKeysUnavailable, ErrAlgorithm, ErrInvalidKID) so that denials get their reason.
+type KeySource interface {
+	Key(ctx context.Context, issuer string, token *jwt.Token) (any, error)
+}
+
+// issuerPolicy is what a token of one issuer must satisfy beyond its signature.
+type issuerPolicy struct {
+	issuer     string
+	audiences  []string
+	atJWT      bool
+	scopeClaim string
+	algs       map[string]bool
+
+	maxLifetime time.Duration
+	now         func() time.Time
+}
+
+// verifier turns a token string into verified claims: DESIGN.md request path, step 3.
+type verifier struct {
+	parser   *jwt.Parser
+	issuers  map[string]*issuerPolicy
+	keys     KeySource
+	maxBytes int
+	algs     map[string]bool // union of the issuers' allowlists
+}
+
+func newVerifier(cfg Config, keys KeySource, now func() time.Time) *verifier {
+	v := &verifier{
+		issuers:  map[string]*issuerPolicy{},
+		keys:     keys,
+		maxBytes: cfg.Tokens.MaxBytes,
+		algs:     map[string]bool{},
+	}
+	var union []string
+	for _, iss := range cfg.Issuers {
+		p := &issuerPolicy{
+			issuer: iss.Issuer, audiences: iss.Audiences, atJWT: iss.TokenType == "at+jwt", scopeClaim: iss.ScopeClaim,
+			algs: map[string]bool{}, maxLifetime: cfg.Tokens.MaxLifetime, now: now,
+		}
+		algs := iss.Algorithms
+		if algs == nil {
+			algs = jwks.DefaultAlgorithms
+		}
+		for _, a := range algs {
+			p.algs[a] = true
+			if !v.algs[a] {
+				v.algs[a] = true
+				union = append(union, a)
+			}
+		}
+		v.issuers[iss.Issuer] = p
+	}
+	v.parser = jwt.NewParser(
+		jwt.WithValidMethods(union),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(cfg.Tokens.Leeway),
+		jwt.WithStrictDecoding(),
+		jwt.WithTimeFunc(now),
+	)
+	return v
+}
+
+// Errors of the checks that golang-jwt does not make.
+var (
+	errTooLong        = errors.New("the token is longer than tokens.maxBytes")
+	errSegments       = errors.New("the token is not three base64url segments")
+	errHeader         = errors.New("the header is not a JSON object of unique members")
+	errUnsupportedHdr = errors.New("the header uses a JWS extension tokengate does not support (crit, b64, cty, zip, enc)")
+	errAlgHeader      = errors.New("the header's alg is missing or not accepted")
+	errUnknownIssuer  = errors.New("iss is not a configured issuer")
+	errType           = errors.New("typ does not say this is an access token")
+	errLifetime       = errors.New("exp − iat is longer than tokens.maxLifetime")
+	errConfirmation   = errors.New("the token is sender-constrained (cnf), which is not supported")
+)
+
+// verify checks a token and returns its claims. On a denial after the signature check
+// (expired, audience, claims...) the claims come back too, for the check command's
+// explanation; they are never used to allow anything.
+func (v *verifier) verify(ctx context.Context, token string) (*Claims, *Error) {
+	if len(token) > v.maxBytes {
+		return nil, deny(ReasonMalformedToken, errTooLong)
+	}
+	if !threeSegments(token) {
+		return nil, deny(ReasonMalformedToken, errSegments)
+	}
+	if err := v.checkHeader(token[:strings.IndexByte(token, '.')]); err != nil {
+		return nil, err
+	}
+
+	claims := &Claims{}
+	_, err := v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
+		if !claims.decoded {
+			// encoding/json does not call UnmarshalJSON for a null payload.
+			return nil, errNotAnObject
+		}
+		p, ok := v.issuers[claims.Issuer]
+		if !ok {
+			return nil, errUnknownIssuer
+		}
+		claims.policy = p
+		if err := checkType(t.Header["typ"], p.atJWT); err != nil {
+			return nil, err
+		}
+		return v.keys.Key(ctx, p.issuer, t)
+	})
+	if err != nil {
+		e := classify(err)
+		// Claim errors come only after a good signature: the claims are the issuer's.
+		if errors.Is(err, jwt.ErrTokenInvalidClaims) {
+			return claims, e
+		}
+		return nil, e
+	}
+	return claims, nil
+}
+
+// Validate runs after golang-jwt has checked the signature, exp, nbf and iat: the
+// checks that depend on the issuer.
+func (c *Claims) Validate() error {
+	if !c.decoded {
+		return errNotAnObject
+	}
+	p := c.policy
+	if p == nil {
+		return errUnknownIssuer
+	}
+	var errs []error
+	if !anyIn(c.Audience, p.audiences) {
+		errs = append(errs, errAudience)
+	}
+	if p.atJWT {
+		// RFC 9068 §2.2: iss exp aud sub client_id iat jti are required.
+		for _, name := range []string{"sub", "client_id", "iat", "jti", "aud"} {
+			if _, ok := c.Raw[name]; !ok {
+				errs = append(errs, fmt.Errorf("%w: %s is required by RFC 9068", errClaims, name))
+			}
+		}
+	}
+	if _, ok := c.Raw["cnf"]; ok {
+		errs = append(errs, fmt.Errorf("%w: %w", errClaims, errConfirmation))
+	}
+	if p.maxLifetime > 0 {
+		start := c.IssuedAt
+		if start.IsZero() {
+			start = p.now()
+		}
+		if c.ExpiresAt.Sub(start) > p.maxLifetime {
+			errs = append(errs, fmt.Errorf("%w: %w", errClaims, errLifetime))
+		}
+	}
+	if err := c.scopesFrom(p.scopeClaim); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func anyIn(have, want []string) bool {
+	for _, h := range have {
+		for _, w := range want {
+			if h == w {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// threeSegments reports whether token is three non-empty base64url segments: the
+// compact JWS form, before anything is decoded (STANDARDS S8, X2, X28, X29; a JWE has
+// five).
+func threeSegments(token string) bool {
+	dots, run := 0, 0
+	for i := 0; i < len(token); i++ {
+		c := token[i]
+		switch {
+		case c == '.':
+			if run == 0 {
+				return false
+			}
+			dots++
+			run = 0
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+			run++
+		default:
+			return false
+		}
+	}
+	return dots == 2 && run > 0
+}
+
+// checkHeader checks what golang-jwt does not (STANDARDS S5, S7, S9, P3, X10–X12, X26):
+// the header is valid UTF-8, a JSON object whose member names are unique (also under
+// case folding), names an accepted alg, and uses no JWS extension: crit (we understand
+// none), b64 (RFC 7797), cty (nested JWTs), zip and enc (JWE).
+func (v *verifier) checkHeader(seg string) *Error {
+	var buf [384]byte
+	if base64.RawURLEncoding.DecodedLen(len(seg)) > len(buf) {
+		return deny(ReasonMalformedToken, fmt.Errorf("%w: the header is too long", errHeader))
+	}
+	n, err := base64.RawURLEncoding.Strict().Decode(buf[:], []byte(seg))
+	if err != nil {
+		return deny(ReasonMalformedToken, fmt.Errorf("%w: %v", errHeader, err))
+	}
+	hdr := buf[:n]
+	if !utf8.Valid(hdr) {
+		return deny(ReasonMalformedToken, errHeader)
+	}
+	names, alg, ok := headerNames(hdr)
+	if !ok {
+		return deny(ReasonMalformedToken, errHeader)
+	}
+	for i, a := range names {
+		switch a {
+		case "crit", "b64", "cty", "zip", "enc":
+			return deny(ReasonMalformedToken, errUnsupportedHdr)
+		}
+		for _, b := range names[:i] {
+			if foldKey(a) == foldKey(b) {
+				return deny(ReasonMalformedToken, fmt.Errorf("%w: duplicate member", errHeader))
+			}
+		}
+	}
+	if !v.algs[alg] {
+		return deny(ReasonAlgorithm, errAlgHeader)
+	}
+	return nil
+}
+
+// headerNames reads the member names of a small JSON object and the value of its alg
+// member. It is not a validating parser: golang-jwt decodes the header fully next; it
+// only needs to be right on valid JSON and safe on anything else.
+func headerNames(b []byte) (names []string, alg string, ok bool) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return nil, "", false
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return nil, "", true
+	}
+	for {
+		i = skipSpace(b, i)
+		name, next, ok := readString(b, i)
+		if !ok || len(names) >= 16 {
+			return nil, "", false
+		}
+		names = append(names, name)
+		i = skipSpace(b, next)
+		if i >= len(b) || b[i] != ':' {
+			return nil, "", false
+		}
+		i = skipSpace(b, i+1)
+		start := i
+		if i, ok = skipValue(b, i); !ok {
+			return nil, "", false
+		}
+		if name == "alg" {
+			if s, _, ok := readString(b, start); ok {
+				alg = s
+			}
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return nil, "", false
+		}
+		switch b[i] {
+		case ',':
+			i++
+		case '}':
+			return names, alg, skipSpace(b, i+1) == len(b)
+		default:
+			return nil, "", false
+		}
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// readString reads the JSON string starting at b[i], decoding escapes.
+func readString(b []byte, i int) (string, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return "", i, false
+	}
+	escaped := false
+	for j := i + 1; j < len(b); j++ {
+		switch {
+		case escaped:
+			escaped = false
+		case b[j] == '\\':
+			escaped = true
+		case b[j] == '"':
+			raw := b[i : j+1]
+			if !strings.Contains(string(raw), `\`) {
+				return string(raw[1 : len(raw)-1]), j + 1, true
+			}
+			var s string
+			if json.Unmarshal(raw, &s) != nil {
+				return "", j, false
+			}
+			return s, j + 1, true
+		}
+	}
+	return "", len(b), false
+}
+
+// skipValue skips one JSON value starting at b[i].
+func skipValue(b []byte, i int) (int, bool) {
+	if i >= len(b) {
+		return i, false
+	}
+	switch b[i] {
+	case '"':
+		_, next, ok := readString(b, i)
+		return next, ok
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				_, next, ok := readString(b, j)
+				if !ok {
+					return j, false
+				}
+				j = next - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1, true
+				}
+			}
+		}
+		return len(b), false
+	default:
+		j := i
+		for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ' ' && b[j] != '\n' && b[j] != '\r' && b[j] != '\t' {
+			j++
+		}
+		return j, j > i
+	}
+}
+
+// checkType applies typ (RFC 8725 §3.11, RFC 9068 §2.1, STANDARDS S6, A1, X32). typ is a
+// media type: case-insensitive, "application/" optional. With RFC 9068 typing required
+// it must be at+jwt; otherwise any typ is accepted except one that names another kind
+// of JWT (an ID token's "JWT" is accepted, as many servers use it for access tokens too).
+func checkType(typ any, required bool) error {
+	if typ == nil {
+		if required {
+			return fmt.Errorf("%w: typ is missing; at+jwt is required", errType)
+		}
+		return nil
+	}
+	s, ok := typ.(string)
+	if !ok {
+		return fmt.Errorf("%w: typ is not a string", errType)
+	}
+	t := strings.ToLower(s)
+	t = strings.TrimPrefix(t, "application/")
+	switch {
+	case t == "at+jwt":
+		return nil
+	case required:
+		return fmt.Errorf("%w: typ must be at+jwt", errType)
+	case t == "jwt":
+		return nil
+	}
+	return fmt.Errorf("%w: typ names another kind of JWT", errType)
+}
+
+// classify maps a parse error to its reason. golang-jwt joins several claim errors;
+// the reason that tells a client most wins: a token for another API or with bad claims
+// will not be fixed by a refresh, an expired one will.
+func classify(err error) *Error {
+	r := ReasonMalformedToken
+	switch {
+	case errors.Is(err, jwks.ErrKeysUnavailable):
+		r = ReasonKeysUnavailable
+	case errors.Is(err, errUnknownIssuer), errors.Is(err, jwks.ErrUnknownIssuer):
+		r = ReasonIssuer
+	case errors.Is(err, errType):
+		r = ReasonClaims
+	case errors.Is(err, jwks.ErrAlgorithm):
+		r = ReasonAlgorithm
+	case errors.Is(err, jwks.ErrUnknownKey):
+		r = ReasonUnknownKey
+	case errors.Is(err, jwks.ErrInvalidKID):
+		r = ReasonMalformedToken
+	case errors.Is(err, errClaims):
+		// Before ErrTokenMalformed: golang-jwt reports a claim of the wrong type as a
+		// decoding error.
+		r = ReasonClaims
+	case errors.Is(err, errNotAnObject), errors.Is(err, jwt.ErrTokenMalformed):
+		r = ReasonMalformedToken
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		r = ReasonSignature
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		// An alg golang-jwt does not know; checkHeader lets none through.
+		r = ReasonAlgorithm
+	case errors.Is(err, errAudience):
+		r = ReasonAudience
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		r = ReasonClaims
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		r = ReasonNotYetValid
+	case errors.Is(err, jwt.ErrTokenExpired):
+		r = ReasonExpired
+	}
+	return deny(r, err)
+}
