@@ -139,7 +139,9 @@ func TestResponsesTable(t *testing.T) {
 			e.check(t, get, path, invalidToken(middleware.ReasonAlgorithm), bearer(tok))
 		}
 	})
-	t.Run("not a JWT", func(t *testing.T) { e.check(t, get, path, invalidToken(middleware.ReasonMalformedToken), bearer("abc")) })
+	t.Run("not a JWT", func(t *testing.T) {
+		e.check(t, get, path, invalidToken(middleware.ReasonMalformedToken), bearer("abc"))
+	})
 	t.Run("not yet valid", func(t *testing.T) {
 		e.check(t, get, path, invalidToken(middleware.ReasonNotYetValid), bearer(as.MustMint(jwkstest.Claims{"scope": "orders:read", "nbf": time.Now().Add(time.Hour).Unix()})))
 	})
