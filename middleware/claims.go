@@ -1,15 +1,16 @@
 package middleware
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -144,14 +145,27 @@ func stringClaim(raw map[string]json.RawMessage, name string) (string, error) {
 	if !ok {
 		return "", nil
 	}
-	if len(v) == 0 || v[0] != '"' {
-		return "", fmt.Errorf("%w: %s is not a string", errClaims, name)
-	}
-	var s string
-	if err := json.Unmarshal(v, &s); err != nil {
+	s, ok := unquote(v)
+	if !ok {
 		return "", fmt.Errorf("%w: %s is not a string", errClaims, name)
 	}
 	return s, nil
+}
+
+// unquote decodes a JSON string value. The payload was validated as a whole by
+// json.Unmarshal, so a string without escapes is its bytes between the quotes.
+func unquote(v json.RawMessage) (string, bool) {
+	if len(v) < 2 || v[0] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(v, '\\') < 0 {
+		return string(v[1 : len(v)-1]), true
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return "", false
+	}
+	return s, true
 }
 
 // stringsClaim reads a claim that is a string or an array of strings. With split, a
@@ -162,8 +176,8 @@ func stringsClaim(raw map[string]json.RawMessage, name string, split bool) ([]st
 		return nil, nil
 	}
 	if len(v) > 0 && v[0] == '"' {
-		var s string
-		if err := json.Unmarshal(v, &s); err != nil {
+		s, ok := unquote(v)
+		if !ok {
 			return nil, fmt.Errorf("%w: %s is not a string", errClaims, name)
 		}
 		if split {
@@ -178,11 +192,8 @@ func stringsClaim(raw map[string]json.RawMessage, name string, split bool) ([]st
 		}
 		out := make([]string, 0, len(list))
 		for _, item := range list {
-			if len(item) == 0 || item[0] != '"' {
-				return nil, fmt.Errorf("%w: %s holds a value that is not a string", errClaims, name)
-			}
-			var s string
-			if err := json.Unmarshal(item, &s); err != nil {
+			s, ok := unquote(item)
+			if !ok {
 				return nil, fmt.Errorf("%w: %s holds a value that is not a string", errClaims, name)
 			}
 			out = append(out, s)
@@ -202,8 +213,9 @@ func numericDate(raw map[string]json.RawMessage, name string) (*jwt.NumericDate,
 	if len(v) == 0 || (v[0] != '-' && (v[0] < '0' || v[0] > '9')) {
 		return nil, fmt.Errorf("%w: %s is not a JSON number", errClaims, name)
 	}
-	var f float64
-	if err := json.Unmarshal(v, &f); err != nil || math.IsNaN(f) || f < 0 || f >= maxNumericDate {
+	// A JSON number is also a valid strconv float, and json.Unmarshal validated it.
+	f, err := strconv.ParseFloat(string(v), 64)
+	if err != nil || math.IsNaN(f) || f < 0 || f >= maxNumericDate {
 		return nil, fmt.Errorf("%w: %s is out of range", errClaims, name)
 	}
 	sec, frac := math.Modf(f)
@@ -279,44 +291,31 @@ func countMembers(data []byte) (int, error) {
 }
 
 // foldCollision reports whether two member names are equal under case folding ("sub"
-// and "SUB"), which case-insensitive decoders (Go's struct decoding among them) would
-// read as one claim.
+// and "SUB", "kid" and "\u212aid" with the Kelvin sign), which case-insensitive
+// decoders (Go's struct decoding among them) would read as one claim. Two distinct
+// names can only fold together if one has an upper-case or non-ASCII letter, so only
+// such names are compared with the others.
 func foldCollision(raw map[string]json.RawMessage) bool {
-	if len(raw) < 2 {
-		return false
-	}
-	seen := make(map[string]struct{}, len(raw))
-	for k := range raw {
-		f := foldKey(k)
-		if _, dup := seen[f]; dup {
-			return true
+	for a := range raw {
+		if !foldable(a) {
+			continue
 		}
-		seen[f] = struct{}{}
+		for b := range raw {
+			if a != b && strings.EqualFold(a, b) {
+				return true
+			}
+		}
 	}
 	return false
 }
 
-// foldKey maps every rune to the smallest rune of its case-folding orbit, so that names
-// equal under Unicode simple folding map alike: "sub" and "SUB", "k" and the Kelvin
-// sign, "s" and "ſ". For ASCII the smallest is the upper-case letter.
-func foldKey(s string) string {
-	ascii := true
+// foldable reports whether s has a byte that case folding could change into another
+// name's: an upper-case ASCII letter or a non-ASCII byte.
+func foldable(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			ascii = false
-			break
+		if c := s[i]; c >= utf8.RuneSelf || ('A' <= c && c <= 'Z') {
+			return true
 		}
 	}
-	if ascii {
-		return strings.ToUpper(s)
-	}
-	var b strings.Builder
-	for _, r := range s {
-		low := r
-		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-			low = min(low, f)
-		}
-		b.WriteRune(low)
-	}
-	return b.String()
+	return false
 }

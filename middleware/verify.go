@@ -235,7 +235,7 @@ func (v *verifier) checkHeader(seg string) *Error {
 			return deny(ReasonMalformedToken, errUnsupportedHdr)
 		}
 		for _, b := range names[:i] {
-			if foldKey(a) == foldKey(b) {
+			if a == b || (foldable(a) || foldable(b)) && strings.EqualFold(a, b) {
 				return deny(ReasonMalformedToken, fmt.Errorf("%w: duplicate member", errHeader))
 			}
 		}
