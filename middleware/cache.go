@@ -2,103 +2,85 @@ package middleware
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // tokenCache remembers the claims of tokens verified before (DESIGN.md request path,
 // step 2). It is keyed by the whole token string, never a part of it: the signature
 // segment alone is malleable (STANDARDS X28), so two different strings must never share
-// an entry. Bounded; an entry is dropped once its token expires. Sharded so that
-// concurrent hits do not contend on one lock.
+// an entry. It is bounded, and an entry is dropped once its token expires.
+//
+// A hit reads a sync.Map, which does not write to shared memory: concurrent requests
+// with the same token do not contend, as they would on a mutex's reader count.
 type tokenCache struct {
-	shards   [cacheShards]cacheShard
-	perShard int
-	leeway   time.Duration
-}
-
-const cacheShards = 32
-
-type cacheShard struct {
-	mu sync.RWMutex
-	m  map[string]*Claims
-	_  [40]byte // keep shards on separate cache lines
+	m      sync.Map // token string → *Claims
+	size   atomic.Int64
+	max    int64
+	leeway time.Duration
+	evict  sync.Mutex // one eviction at a time
 }
 
 func newTokenCache(entries int, leeway time.Duration) *tokenCache {
-	c := &tokenCache{perShard: max(1, (entries+cacheShards-1)/cacheShards), leeway: leeway}
-	for i := range c.shards {
-		c.shards[i].m = make(map[string]*Claims)
-	}
-	return c
-}
-
-// shard picks a shard from the last bytes of the token, its signature: random for
-// tokens the issuer signed, which are the only ones ever stored.
-func (c *tokenCache) shard(token string) *cacheShard {
-	n := len(token)
-	h := uint(token[n-1]) + 31*uint(token[n-2]) + 961*uint(token[n-3])
-	return &c.shards[h%cacheShards]
+	return &tokenCache{max: int64(max(1, entries)), leeway: leeway}
 }
 
 // get returns the claims of a token verified before, if its time claims still hold at
 // now (with the same leeway as a first verification): exp is checked on every hit, so
 // an entry never outlives its token. An expired entry is dropped and reported so.
 func (c *tokenCache) get(token string, now time.Time) (claims *Claims, expired bool) {
-	if len(token) < 3 {
+	v, ok := c.m.Load(token)
+	if !ok {
 		return nil, false
 	}
-	s := c.shard(token)
-	s.mu.RLock()
-	cl := s.m[token]
-	s.mu.RUnlock()
-	if cl == nil {
-		return nil, false
-	}
+	cl := v.(*Claims)
 	if !now.Before(cl.ExpiresAt.Add(c.leeway)) {
-		s.mu.Lock()
-		delete(s.m, token)
-		s.mu.Unlock()
+		if c.m.CompareAndDelete(token, cl) {
+			c.size.Add(-1)
+		}
 		return nil, true
 	}
 	if !cl.NotBefore.IsZero() && now.Before(cl.NotBefore.Add(-c.leeway)) {
-		return nil, false // a clock that went back; verify afresh
+		return nil, false // a clock that went back: verify afresh
 	}
 	return cl, false
 }
 
-// put stores the claims of a token that was just verified. A full shard first drops
-// its expired entries, then, if still full, an arbitrary one (Go randomises map
-// iteration).
+// put stores the claims of a token that was just verified. When the cache is full it
+// first drops expired entries, then arbitrary ones, down to nine tenths of the bound, so
+// that evictions are rare.
 func (c *tokenCache) put(token string, claims *Claims, now time.Time) {
-	if len(token) < 3 {
+	if _, loaded := c.m.LoadOrStore(token, claims); loaded {
 		return
 	}
-	s := c.shard(token)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.m) >= c.perShard {
-		for k, v := range s.m {
-			if !now.Before(v.ExpiresAt.Add(c.leeway)) {
-				delete(s.m, k)
-			}
-		}
-		for k := range s.m {
-			if len(s.m) < c.perShard {
-				break
-			}
-			delete(s.m, k)
-		}
+	if c.size.Add(1) <= c.max {
+		return
 	}
-	s.m[token] = claims
+	if !c.evict.TryLock() {
+		return // another request is evicting; the bound is exceeded briefly at most
+	}
+	defer c.evict.Unlock()
+	target := c.max - c.max/10
+	c.m.Range(func(k, v any) bool {
+		if !now.Before(v.(*Claims).ExpiresAt.Add(c.leeway)) && c.m.CompareAndDelete(k, v) {
+			c.size.Add(-1)
+		}
+		return true
+	})
+	c.m.Range(func(k, v any) bool {
+		if c.size.Load() <= target {
+			return false
+		}
+		if c.m.CompareAndDelete(k, v) {
+			c.size.Add(-1)
+		}
+		return true
+	})
 }
 
 // len counts the entries, for tests.
 func (c *tokenCache) len() int {
 	n := 0
-	for i := range c.shards {
-		c.shards[i].mu.RLock()
-		n += len(c.shards[i].m)
-		c.shards[i].mu.RUnlock()
-	}
+	c.m.Range(func(any, any) bool { n++; return true })
 	return n
 }

@@ -38,7 +38,7 @@ type Gate struct {
 	routeCounters   []*counters
 	noRouteCounters *counters
 	requireCounters sync.Map // pattern → *counters, for Require outside the route table
-	tokenAge        map[string]prometheus.Observer
+	tokenAge        map[string]*shardedHistogram
 	challengeRealm  string
 }
 
@@ -110,7 +110,7 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, opts ...Opt
 		clock:          o.clock,
 		writeErr:       o.writeErr,
 		keys:           o.keys,
-		tokenAge:       map[string]prometheus.Observer{},
+		tokenAge:       map[string]*shardedHistogram{},
 		challengeRealm: `Bearer realm="` + cfg.Realm + `"`,
 	}
 	if g.log == nil {
@@ -137,11 +137,11 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, opts ...Opt
 	for _, rt := range routes.routes {
 		g.routeCounters = append(g.routeCounters, &counters{route: rt.pattern})
 		// Series at zero, so that rates exist before the first request.
-		m.decisions.WithLabelValues(DecisionAllowed, string(ReasonOK), rt.pattern)
+		m.counter(DecisionAllowed, string(ReasonOK), rt.pattern)
 	}
 	g.noRouteCounters = &counters{route: NoRoute}
 	for _, iss := range cfg.Issuers {
-		g.tokenAge[iss.Issuer] = m.tokenAge.WithLabelValues(iss.Issuer)
+		g.tokenAge[iss.Issuer] = m.tokenAge(iss.Issuer)
 	}
 	if len(routes.routes) == 0 {
 		g.log.Warn("no routes configured: Handler denies every request (no_route); use Require on your own routes")
@@ -205,7 +205,10 @@ func (d Decision) Forward() bool { return d.Outcome != DecisionDenied }
 // sidecar and the check command act on the Decision.
 func (g *Gate) Decide(r *http.Request) Decision {
 	start := time.Now()
-	rt := g.routes.match(r)
+	shp := acquireShard()
+	defer releaseShard(shp)
+	sh := *shp
+	rt := g.routes.match(sh, r)
 	var d Decision
 	c := g.noRouteCounters
 	if rt == nil {
@@ -218,18 +221,18 @@ func (g *Gate) Decide(r *http.Request) Decision {
 			d.Public = true
 			d.Outcome, d.Reason, d.Status = DecisionAllowed, ReasonOK, http.StatusOK
 		} else {
-			g.authorize(r, rt.Scopes, rt.AnyScopes, rt.scope, start, &d)
+			g.authorize(sh, r, rt.Scopes, rt.AnyScopes, rt.scope, start, &d)
 		}
 	}
 	if d.Outcome == DecisionDenied && (g.cfg.Shadow || rt != nil && rt.Shadow) {
 		d.Outcome = DecisionShadowDenied
 	}
-	g.count(c, &d, start)
+	g.count(sh, c, &d, start)
 	return d
 }
 
 // authorize runs extraction, cache, verification and the scope check into d.
-func (g *Gate) authorize(r *http.Request, all, anyOf []string, scope string, start time.Time, d *Decision) {
+func (g *Gate) authorize(sh int, r *http.Request, all, anyOf []string, scope string, start time.Time, d *Decision) {
 	now := start
 	if g.clock != nil {
 		now = g.clock()
@@ -251,18 +254,23 @@ func (g *Gate) authorize(r *http.Request, all, anyOf []string, scope string, sta
 		cl, expired := g.cache.get(token, now)
 		switch {
 		case expired:
-			g.metrics.hit.Inc()
+			g.metrics.hit.inc(sh)
 			*d = keep(d, denied(deny(ReasonExpired, errors.New("the cached token expired"))))
 			d.TokenSent = true
 			return
 		case cl != nil:
-			g.metrics.hit.Inc()
+			g.metrics.hit.inc(sh)
 			claims, d.Cached = cl, true
 		default:
-			g.metrics.miss.Inc()
+			g.metrics.miss.inc(sh)
 		}
 	}
 	if claims == nil {
+		if e := checkSyntax(token); e != nil {
+			*d = keep(d, denied(e))
+			d.TokenSent = true
+			return
+		}
 		cl, e := g.verifier.verify(r.Context(), token)
 		if e != nil {
 			*d = keep(d, denied(e))
@@ -283,7 +291,7 @@ func (g *Gate) authorize(r *http.Request, all, anyOf []string, scope string, sta
 	d.Outcome, d.Reason, d.Status = DecisionAllowed, ReasonOK, http.StatusOK
 	if !claims.IssuedAt.IsZero() {
 		if o := g.tokenAge[claims.Issuer]; o != nil {
-			o.Observe(now.Sub(claims.IssuedAt).Seconds())
+			o.observe(sh, now.Sub(claims.IssuedAt).Seconds())
 		}
 	}
 }
@@ -315,7 +323,7 @@ func satisfies(scopes, all, anyOf []string) bool {
 	return false
 }
 
-func (g *Gate) count(c *counters, d *Decision, start time.Time) {
+func (g *Gate) count(sh int, c *counters, d *Decision, start time.Time) {
 	i := 1
 	switch d.Outcome {
 	case DecisionAllowed:
@@ -323,7 +331,7 @@ func (g *Gate) count(c *counters, d *Decision, start time.Time) {
 	case DecisionShadowDenied:
 		i = 2
 	}
-	g.metrics.count(c, i, d.Reason, time.Since(start))
+	g.metrics.count(sh, c, i, d.Reason, time.Since(start))
 }
 
 // Handler enforces the route table in front of next. An allowed request reaches next
@@ -375,6 +383,9 @@ func (g *Gate) require(all, anyOf []string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
+			shp := acquireShard()
+			sh := *shp
+			releaseShard(shp)
 			pattern := r.Pattern
 			if pattern == "" {
 				pattern = NoRoute
@@ -390,12 +401,12 @@ func (g *Gate) require(all, anyOf []string) func(http.Handler) http.Handler {
 				d = keep(&d, denied(deny(ReasonInsufficientScope, fmt.Errorf("the token's scopes do not include %q", scope))))
 				d.TokenSent, d.Claims, d.Scope = true, claims, scope
 			} else {
-				g.authorize(r, all, anyOf, scope, start, &d)
+				g.authorize(sh, r, all, anyOf, scope, start, &d)
 			}
 			if d.Outcome == DecisionDenied && g.cfg.Shadow {
 				d.Outcome = DecisionShadowDenied
 			}
-			g.count(g.requireCountersFor(pattern), &d, start)
+			g.count(sh, g.requireCountersFor(pattern), &d, start)
 			g.logDecision(r, d)
 			switch {
 			case d.Allowed():

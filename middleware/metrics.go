@@ -1,6 +1,9 @@
 package middleware
 
 import (
+	"math"
+	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,65 +25,140 @@ const NoRoute = "none"
 
 var decisions = []string{DecisionAllowed, DecisionDenied, DecisionShadowDenied}
 
-// metrics are the decision metrics of DESIGN.md. Labels are bounded: route is a
-// configured pattern or "none", reason one of Reasons, issuer a configured issuer.
-type metrics struct {
-	decisions *prometheus.CounterVec
-	duration  *prometheus.HistogramVec
-	cache     *prometheus.CounterVec
-	tokenAge  *prometheus.HistogramVec
-	keys      *jwks.Metrics
+var (
+	durationBuckets = []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+	ageBuckets      = []float64{-300, -60, -10, 0, 10, 60, 300, 900, 1800, 3600, 7200, 86400}
 
-	hit, miss prometheus.Counter
-	observe   [3]prometheus.Observer // by decision index
+	decisionsDesc = prometheus.NewDesc("tokengate_decisions_total",
+		"Requests decided, by decision (allowed, denied, shadow_denied), reason and route pattern.",
+		[]string{"decision", "reason", "route"}, nil)
+	durationDesc = prometheus.NewDesc("tokengate_decision_duration_seconds",
+		"Time spent deciding a request, from extraction to the decision, by decision.",
+		[]string{"decision"}, nil)
+	cacheDesc = prometheus.NewDesc("tokengate_token_cache_requests_total",
+		"Look-ups in the verified-token cache, by result (hit, miss).",
+		[]string{"result"}, nil)
+	ageDesc = prometheus.NewDesc("tokengate_token_age_seconds",
+		"Now minus iat of accepted tokens, by issuer; negative values show clock skew.",
+		[]string{"issuer"}, nil)
+)
+
+// metrics are the decision metrics of DESIGN.md, as one Prometheus collector. Every
+// request updates several of them; with client_golang's own counters and histograms
+// each update is an atomic operation on memory that every core shares, and concurrent
+// requests queue on it (the cached decision got slower in parallel than alone). So the
+// values live in per-core-ish shards and are summed when Prometheus scrapes. Labels
+// stay bounded: route is a configured pattern or "none", reason one of Reasons, issuer a
+// configured issuer.
+type metrics struct {
+	mu       sync.Mutex // guards the maps below, written only when a series first appears
+	counters map[[3]string]*shardedCounter
+	ages     map[string]*shardedHistogram
+
+	hit, miss *shardedCounter
+	duration  [3]*shardedHistogram // by decision index
+
+	keys *jwks.Metrics
 }
 
+var _ prometheus.Collector = (*metrics)(nil)
+
 // newMetrics registers the metrics on reg. A registry that holds them already (a
-// configuration reload builds a new Gate on the same registry) lends its collectors.
+// configuration reload builds a new Gate on the same registry) lends its collector.
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{}
-	var err error
-	if m.decisions, err = promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tokengate_decisions_total",
-		Help: "Requests decided, by decision (allowed, denied, shadow_denied), reason and route pattern.",
-	}, []string{"decision", "reason", "route"})); err != nil {
-		return nil, err
+	m := &metrics{
+		counters: map[[3]string]*shardedCounter{},
+		ages:     map[string]*shardedHistogram{},
+		hit:      &shardedCounter{},
+		miss:     &shardedCounter{},
 	}
-	if m.duration, err = promreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "tokengate_decision_duration_seconds",
-		Help:    "Time spent deciding a request, from extraction to the decision, by decision.",
-		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
-	}, []string{"decision"})); err != nil {
-		return nil, err
+	for i := range m.duration {
+		m.duration[i] = newShardedHistogram(durationBuckets)
 	}
-	if m.cache, err = promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tokengate_token_cache_requests_total",
-		Help: "Look-ups in the verified-token cache, by result (hit, miss).",
-	}, []string{"result"})); err != nil {
-		return nil, err
-	}
-	if m.tokenAge, err = promreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "tokengate_token_age_seconds",
-		Help:    "Now minus iat of accepted tokens, by issuer; negative values show clock skew.",
-		Buckets: []float64{-300, -60, -10, 0, 10, 60, 300, 900, 1800, 3600, 7200, 86400},
-	}, []string{"issuer"})); err != nil {
+	m, err := promreg.Register(reg, m)
+	if err != nil {
 		return nil, err
 	}
 	if m.keys, err = jwks.NewMetrics(reg); err != nil {
 		return nil, err
 	}
-	m.hit, m.miss = m.cache.WithLabelValues("hit"), m.cache.WithLabelValues("miss")
-	for i, d := range decisions {
-		m.observe[i] = m.duration.WithLabelValues(d)
-	}
 	return m, nil
 }
 
+// counter returns the counter of one series, creating it (at zero) on first use.
+func (m *metrics) counter(decision, reason, route string) *shardedCounter {
+	k := [3]string{decision, reason, route}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.counters[k]
+	if c == nil {
+		c = &shardedCounter{}
+		m.counters[k] = c
+	}
+	return c
+}
+
+// tokenAge returns the token-age histogram of an issuer.
+func (m *metrics) tokenAge(issuer string) *shardedHistogram {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h := m.ages[issuer]
+	if h == nil {
+		h = newShardedHistogram(ageBuckets)
+		m.ages[issuer] = h
+	}
+	return h
+}
+
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- decisionsDesc
+	ch <- durationDesc
+	ch <- cacheDesc
+	ch <- ageDesc
+}
+
+// Collect implements prometheus.Collector: it sums the shards.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	m.mu.Lock()
+	keys := make([][3]string, 0, len(m.counters))
+	for k := range m.counters {
+		keys = append(keys, k)
+	}
+	issuers := make([]string, 0, len(m.ages))
+	for k := range m.ages {
+		issuers = append(issuers, k)
+	}
+	m.mu.Unlock()
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := keys[i], keys[j]
+		return a[0]+"\x00"+a[1]+"\x00"+a[2] < b[0]+"\x00"+b[1]+"\x00"+b[2]
+	})
+	for _, k := range keys {
+		m.mu.Lock()
+		c := m.counters[k]
+		m.mu.Unlock()
+		ch <- prometheus.MustNewConstMetric(decisionsDesc, prometheus.CounterValue, float64(c.value()), k[0], k[1], k[2])
+	}
+	for i, d := range decisions {
+		ch <- m.duration[i].metric(durationDesc, d)
+	}
+	ch <- prometheus.MustNewConstMetric(cacheDesc, prometheus.CounterValue, float64(m.hit.value()), "hit")
+	ch <- prometheus.MustNewConstMetric(cacheDesc, prometheus.CounterValue, float64(m.miss.value()), "miss")
+	sort.Strings(issuers)
+	for _, iss := range issuers {
+		m.mu.Lock()
+		h := m.ages[iss]
+		m.mu.Unlock()
+		ch <- h.metric(ageDesc, iss)
+	}
+}
+
 // counters holds the decision counters of one route, resolved on first use so that a
-// request increments without allocating, and only series that happened exist.
+// request increments without a map look-up or an allocation.
 type counters struct {
 	route string
-	slots [3][16]atomic.Pointer[prometheus.Counter]
+	slots [3][16]atomic.Pointer[shardedCounter]
 }
 
 func reasonIndex(r Reason) int {
@@ -92,14 +170,98 @@ func reasonIndex(r Reason) int {
 	return 0
 }
 
-func (m *metrics) count(c *counters, decision int, reason Reason, took time.Duration) {
+func (m *metrics) count(sh int, c *counters, decision int, reason Reason, took time.Duration) {
 	slot := &c.slots[decision][reasonIndex(reason)]
-	p := slot.Load()
-	if p == nil {
-		counter := m.decisions.WithLabelValues(decisions[decision], string(reason), c.route)
-		slot.Store(&counter)
-		p = &counter
+	sc := slot.Load()
+	if sc == nil {
+		sc = m.counter(decisions[decision], string(reason), c.route)
+		slot.Store(sc)
 	}
-	(*p).Inc()
-	m.observe[decision].Observe(took.Seconds())
+	sc.inc(sh)
+	m.duration[decision].observe(sh, took.Seconds())
+}
+
+// shards is the number of cells a sharded value spreads over. A request takes a shard
+// index from shardPool, whose sync.Pool keeps one per processor (P): requests running on
+// one core keep writing the same cells, which stay in that core's cache. (A random cell
+// per write would move cache lines between cores on most writes.)
+const shards = 16
+
+var (
+	nextShard atomic.Uint32
+	shardPool = sync.Pool{New: func() any {
+		i := int(nextShard.Add(1) % shards)
+		return &i
+	}}
+)
+
+// acquireShard returns this processor's shard index; give it back with releaseShard.
+func acquireShard() *int { return shardPool.Get().(*int) }
+
+func releaseShard(i *int) { shardPool.Put(i) }
+
+type paddedUint64 struct {
+	v atomic.Uint64
+	_ [56]byte
+}
+
+// shardedCounter is a counter whose increments do not contend.
+type shardedCounter struct{ cells [shards]paddedUint64 }
+
+func (c *shardedCounter) inc(sh int) { c.cells[sh].v.Add(1) }
+
+func (c *shardedCounter) value() uint64 {
+	var n uint64
+	for i := range c.cells {
+		n += c.cells[i].v.Load()
+	}
+	return n
+}
+
+// shardedHistogram is a histogram whose observations do not contend. Its cells live in
+// one array, each cell's counts and sum followed by a cache line of padding, so that two
+// cells never share a cache line.
+type shardedHistogram struct {
+	bounds []float64
+	stride int             // words per cell: len(bounds)+1 counts, the sum, the padding
+	words  []atomic.Uint64 // shards cells
+}
+
+func newShardedHistogram(bounds []float64) *shardedHistogram {
+	stride := len(bounds) + 2 + 8
+	return &shardedHistogram{bounds: bounds, stride: stride, words: make([]atomic.Uint64, stride*shards)}
+}
+
+func (h *shardedHistogram) observe(sh int, v float64) {
+	cell := h.words[sh*h.stride:]
+	cell[sort.SearchFloat64s(h.bounds, v)].Add(1)
+	sum := &cell[len(h.bounds)+1]
+	for {
+		old := sum.Load()
+		if sum.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+v)) {
+			return
+		}
+	}
+}
+
+// metric sums the cells into a constant histogram: cumulative bucket counts, as
+// Prometheus wants them.
+func (h *shardedHistogram) metric(desc *prometheus.Desc, label string) prometheus.Metric {
+	per := make([]uint64, len(h.bounds)+1)
+	var sum float64
+	for i := range shards {
+		cell := h.words[i*h.stride:]
+		for b := range per {
+			per[b] += cell[b].Load()
+		}
+		sum += math.Float64frombits(cell[len(h.bounds)+1].Load())
+	}
+	buckets := make(map[float64]uint64, len(h.bounds))
+	var cum uint64
+	for b, bound := range h.bounds {
+		cum += per[b]
+		buckets[bound] = cum
+	}
+	count := cum + per[len(h.bounds)]
+	return prometheus.MustNewConstHistogram(desc, count, sum, buckets, label)
 }

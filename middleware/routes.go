@@ -23,13 +23,22 @@ func (*route) ServeHTTP(http.ResponseWriter, *http.Request) {}
 // and its path cleaning. Only the matching is used, never the mux's own answers: a
 // request the mux would redirect (an unclean path, a missing trailing slash) or refuse
 // (wrong method) matches no route, and is denied.
+//
+// ServeMux takes a read lock for every match, and a read lock writes a counter that
+// every core shares; so the table holds identical copies of the mux, and a request uses
+// the copy of its metrics shard, which stays on one core.
 type routeTable struct {
-	mux    *http.ServeMux
+	muxes  [muxCopies]*http.ServeMux
 	routes []*route
 }
 
+const muxCopies = 8
+
 func compileRoutes(routes []Route) (*routeTable, []error) {
-	t := &routeTable{mux: http.NewServeMux()}
+	t := &routeTable{}
+	for i := range t.muxes {
+		t.muxes[i] = http.NewServeMux()
+	}
 	var errs []error
 	bad := func(i int, field, format string, args ...any) {
 		errs = append(errs, &FieldError{Field: fmt.Sprintf("routes[%d].%s", i, field), Problem: fmt.Sprintf(format, args...)})
@@ -55,9 +64,12 @@ func compileRoutes(routes []Route) (*routeTable, []error) {
 			needed = append(needed, r.AnyScopes[0])
 		}
 		rt.scope = strings.Join(needed, " ")
-		if err := handle(t.mux, r.Match, rt); err != nil {
+		if err := handle(t.muxes[0], r.Match, rt); err != nil {
 			bad(i, "match", "%v", err)
 			continue
+		}
+		for _, mux := range t.muxes[1:] {
+			mux.Handle(r.Match, rt) // accepted by the first copy, so by every copy
 		}
 		t.routes = append(t.routes, rt)
 	}
@@ -94,9 +106,9 @@ func handle(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 // canonicalPattern normalises the spacing of a pattern for use as a label.
 func canonicalPattern(p string) string { return strings.Join(strings.Fields(p), " ") }
 
-// match returns the route of a request, or nil.
-func (t *routeTable) match(r *http.Request) *route {
-	h, _ := t.mux.Handler(r)
+// match returns the route of a request, or nil. sh is the request's metrics shard.
+func (t *routeTable) match(sh int, r *http.Request) *route {
+	h, _ := t.muxes[sh%muxCopies].Handler(r)
 	rt, _ := h.(*route)
 	return rt
 }
