@@ -9,7 +9,7 @@ import (
 var (
 	errTwoHeaders     = errors.New("more than one Authorization header")
 	errTwoSources     = errors.New("the token is sent in more than one way")
-	errEmptyBearer    = errors.New("Bearer scheme without a token")
+	errEmptyBearer    = errors.New("the Bearer scheme has no token")
 	errBadSeparator   = errors.New("a tab separates the Bearer scheme from the token")
 	errTokenSyntax    = errors.New("the token is not a b64token (RFC 6750 §2.1)")
 	errRepeatedSource = errors.New("the token cookie or query parameter is repeated")

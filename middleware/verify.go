@@ -28,7 +28,6 @@ type issuerPolicy struct {
 	audiences  []string
 	atJWT      bool
 	scopeClaim string
-	algs       map[string]bool
 
 	maxLifetime time.Duration
 	now         func() time.Time
@@ -54,14 +53,15 @@ func newVerifier(cfg Config, keys KeySource, now func() time.Time) *verifier {
 	for _, iss := range cfg.Issuers {
 		p := &issuerPolicy{
 			issuer: iss.Issuer, audiences: iss.Audiences, atJWT: iss.TokenType == "at+jwt", scopeClaim: iss.ScopeClaim,
-			algs: map[string]bool{}, maxLifetime: cfg.Tokens.MaxLifetime, now: now,
+			maxLifetime: cfg.Tokens.MaxLifetime, now: now,
 		}
 		algs := iss.Algorithms
 		if algs == nil {
 			algs = jwks.DefaultAlgorithms
 		}
+		// The parser checks the union; each issuer's own allowlist is checked by its key
+		// set (jwks.ErrAlgorithm).
 		for _, a := range algs {
-			p.algs[a] = true
 			if !v.algs[a] {
 				v.algs[a] = true
 				union = append(union, a)
