@@ -13,8 +13,24 @@ import (
 // of issuer A never verifies a token that claims to come from issuer B (RFC 8725 §3.8,
 // STANDARDS X13).
 type Group struct {
-	sets  map[string]*Set
-	order []*Set
+	sets     map[string]*Set
+	order    []*Set
+	borrowed bool // made by GroupOf: the caller owns the sets
+}
+
+// GroupOf groups sets that the caller started and keeps owning (Close on the Group
+// leaves them running): the sidecar shares one Set per issuer between the Gates of
+// successive configurations, so that a reload does not fetch keys again.
+func GroupOf(sets ...*Set) (*Group, error) {
+	g := &Group{sets: make(map[string]*Set, len(sets)), borrowed: true}
+	for _, s := range sets {
+		if _, dup := g.sets[s.Issuer()]; dup {
+			return nil, &ConfigError{Issuer: s.Issuer(), Field: "issuer", Problem: "is listed twice"}
+		}
+		g.sets[s.Issuer()] = s
+		g.order = append(g.order, s)
+	}
+	return g, nil
 }
 
 // NewGroup validates every configuration first, reporting all problems at once (each a
@@ -131,8 +147,12 @@ func (g *Group) WaitReady(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Close stops every set's goroutines and waits for them.
+// Close stops every set's goroutines and waits for them; for a Group made with GroupOf
+// it does nothing.
 func (g *Group) Close() {
+	if g.borrowed {
+		return
+	}
 	for _, s := range g.order {
 		s.Close()
 	}

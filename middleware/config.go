@@ -60,8 +60,8 @@ type Issuer struct {
 
 // Tokens says how tokens are read.
 type Tokens struct {
-	// Leeway is the clock skew allowed on exp, nbf and iat. Default DefaultLeeway,
-	// at most MaxLeeway.
+	// Leeway is the clock skew allowed on exp, nbf and iat. Zero means DefaultLeeway;
+	// a negative value means none. At most MaxLeeway.
 	Leeway time.Duration
 	// MaxLifetime rejects tokens whose exp − iat is longer. Zero: no limit.
 	MaxLifetime time.Duration
@@ -106,8 +106,11 @@ func (c Config) withDefaults() Config {
 	if c.Realm == "" {
 		c.Realm = "tokengate"
 	}
-	if c.Tokens.Leeway == 0 {
+	switch {
+	case c.Tokens.Leeway == 0:
 		c.Tokens.Leeway = DefaultLeeway
+	case c.Tokens.Leeway < 0:
+		c.Tokens.Leeway = 0
 	}
 	if c.Tokens.MaxBytes == 0 {
 		c.Tokens.MaxBytes = DefaultMaxBytes
@@ -145,8 +148,8 @@ func (c Config) validate() []error {
 		}
 	}
 	t := c.Tokens
-	if t.Leeway < 0 || t.Leeway > MaxLeeway {
-		bad("tokens.leeway", "%s is outside 0 to %s", t.Leeway, MaxLeeway)
+	if t.Leeway > MaxLeeway {
+		bad("tokens.leeway", "%s is more than %s: that is not clock skew", t.Leeway, MaxLeeway)
 	}
 	if t.MaxLifetime < 0 {
 		bad("tokens.maxLifetime", "must not be negative")

@@ -54,6 +54,7 @@ type options struct {
 	keys     KeySource
 	writeErr ErrorWriter
 	clock    func() time.Time
+	checks   []func(*Claims) error
 }
 
 // WithLogger sets the logger. Denials are logged at Info, allowed requests at Debug;
@@ -67,6 +68,13 @@ func WithKeySource(k KeySource) Option { return func(o *options) { o.keys = k } 
 // WithErrorWriter replaces how denials are written (status and body).
 func WithErrorWriter(w ErrorWriter) Option { return func(o *options) { o.writeErr = w } }
 
+// WithClaimsCheck adds a check of verified claims, run once per token before it is
+// cached: an error denies the request with reason claims. The sidecar uses it to refuse
+// claims it cannot forward safely in a header.
+func WithClaimsCheck(check func(*Claims) error) Option {
+	return func(o *options) { o.checks = append(o.checks, check) }
+}
+
 // WithClock sets the clock of the time claims and the cache. Default time.Now.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
 
@@ -79,21 +87,11 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, opts ...Opt
 		opt(&o)
 	}
 	cfg = cfg.withDefaults()
-	errs := cfg.validate()
-	routes, routeErrs := compileRoutes(cfg.Routes)
-	errs = append(errs, routeErrs...)
-	keyCfgs := make([]jwks.Config, len(cfg.Issuers))
-	for i, iss := range cfg.Issuers {
-		keyCfgs[i] = iss.Config
+	routes, err := check(cfg, o.keys == nil)
+	if err != nil {
+		return nil, err
 	}
-	if o.keys == nil {
-		if err := jwks.Validate(keyCfgs); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
+	keyCfgs := keyConfigs(cfg)
 	if reg == nil {
 		return nil, errors.New("middleware: a prometheus.Registerer is required (prometheus.NewRegistry() for none)")
 	}
@@ -131,6 +129,7 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, opts ...Opt
 		g.keys = g.group
 	}
 	g.verifier = newVerifier(cfg, g.keys, now)
+	g.verifier.checks = o.checks
 	if !cfg.Tokens.NoCache {
 		g.cache = newTokenCache(cfg.Tokens.CacheEntries, cfg.Tokens.Leeway)
 	}
@@ -147,6 +146,34 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, opts ...Opt
 		g.log.Warn("no routes configured: Handler denies every request (no_route); use Require on your own routes")
 	}
 	return g, nil
+}
+
+// Validate checks cfg as New does, reporting every problem at once, without starting
+// anything: for a configuration reload or a --check-config.
+func Validate(cfg Config) error {
+	_, err := check(cfg.withDefaults(), true)
+	return err
+}
+
+// check validates a configuration with defaults applied and compiles its routes.
+func check(cfg Config, keys bool) (*routeTable, error) {
+	errs := cfg.validate()
+	routes, routeErrs := compileRoutes(cfg.Routes)
+	errs = append(errs, routeErrs...)
+	if keys {
+		if err := jwks.Validate(keyConfigs(cfg)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return routes, errors.Join(errs...)
+}
+
+func keyConfigs(cfg Config) []jwks.Config {
+	out := make([]jwks.Config, len(cfg.Issuers))
+	for i, iss := range cfg.Issuers {
+		out[i] = iss.Config
+	}
+	return out
 }
 
 // Close stops the goroutines of the key sets the Gate built.

@@ -40,6 +40,7 @@ type verifier struct {
 	keys     KeySource
 	maxBytes int
 	algs     map[string]bool // union of the issuers' allowlists
+	checks   []func(*Claims) error
 }
 
 func newVerifier(cfg Config, keys KeySource, now func() time.Time) *verifier {
@@ -130,6 +131,11 @@ func (v *verifier) verify(ctx context.Context, token string) (*Claims, *Error) {
 			return claims, e
 		}
 		return nil, e
+	}
+	for _, check := range v.checks {
+		if err := check(claims); err != nil {
+			return claims, deny(ReasonClaims, err)
+		}
 	}
 	return claims, nil
 }

@@ -26,6 +26,8 @@ type command struct {
 
 // commands is the table of subcommands, in the order the usage lists them.
 var commands = []command{
+	{"sidecar", "the reverse proxy in front of an API: forwards only authorized requests (the main job)", runSidecar},
+	{"demo", "run tokengate end to end on loopback and show an allowed, an expired, a wrong-scope and a missing token", runDemo},
 	{"issuer", "a development authorization server: discovery, JWKS, client_credentials tokens, key rotation (never for production)", runIssuer},
 	{"version", "print the version, commit and Go version", runVersion},
 }

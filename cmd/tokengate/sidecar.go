@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tokengate/tokengate/sidecar"
+)
+
+// logFlags are the logging flags every long-running command shares.
+type logFlags struct{ level, format string }
+
+func (l *logFlags) register(fs interface {
+	StringVar(p *string, name, value, usage string)
+}) {
+	fs.StringVar(&l.level, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&l.format, "log-format", "auto", "json, text, or auto (text on a terminal, JSON otherwise)")
+}
+
+// logger builds the logger, or says which flag is wrong.
+func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(l.level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", l.level)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	format := l.format
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use json, text or auto", l.format)
+}
+
+func runSidecar(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("sidecar", "The reverse proxy: forwards only authorized requests to the upstream API, serves\n/metrics, /healthz and /readyz on the admin address, and reloads the configuration file\nwhen it changes. SIGTERM and SIGINT drain requests in flight, then exit 0.", stderr)
+	config := fs.String("config", "", "the configuration file (required)")
+	var o sidecar.Overrides
+	fs.StringVar(&o.Listen, "listen", "", "override the file's listen address")
+	fs.StringVar(&o.Admin, "admin", "", "override the file's admin address")
+	fs.StringVar(&o.Upstream, "upstream", "", "override the file's upstream URL")
+	checkOnly := fs.Bool("check-config", false, "validate the configuration file and exit (0 valid, 2 not)")
+	drain := fs.Duration("drain-timeout", 25*time.Second, "how long requests in flight may finish after SIGTERM")
+	var lf logFlags
+	lf.register(fs)
+	if code, exit := parseOrExit(fs, args, stderr); exit {
+		return code
+	}
+	if *config == "" {
+		fmt.Fprintln(stderr, "tokengate sidecar: --config (or $TOKENGATE_CONFIG) is required")
+		return exitUsage
+	}
+	log, err := lf.logger(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "tokengate sidecar: %v\n", err)
+		return exitUsage
+	}
+	loaded, err := sidecar.LoadFile(*config, true, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "tokengate sidecar: the configuration is not valid:\n%s\n", indent(err.Error()))
+		return exitUsage
+	}
+	if *checkOnly {
+		fmt.Fprintf(stdout, "%s: valid (%d issuers, %d routes, upstream %s)\n", *config, len(loaded.Gate.Issuers), len(loaded.Gate.Routes), loaded.Upstream)
+		return exitOK
+	}
+	ver, _ := buildVersion()
+	sc, err := sidecar.New(loaded, sidecar.Options{Logger: log, Version: ver, ConfigPath: *config, Overrides: o, DrainTimeout: *drain})
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		return exitFail
+	}
+	if err := sc.Run(ctx); err != nil {
+		log.Error("sidecar failed", "error", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
+}

@@ -1,0 +1,478 @@
+package sidecar
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tokengate/tokengate/jwks"
+	"github.com/tokengate/tokengate/middleware"
+)
+
+// Defaults of the configuration file (DESIGN.md, "Configuration file").
+const (
+	DefaultListen = ":8000"
+	DefaultAdmin  = ":9090"
+	ModeEnforce   = "enforce"
+	ModeShadow    = "shadow"
+
+	// maxConfigBytes bounds the configuration file: it is read on every change.
+	maxConfigBytes = 1 << 20
+)
+
+// Config is the configuration file, as written. Every key is optional unless noted;
+// Load applies the defaults and validates it. Field order and tags are the file's.
+type Config struct {
+	Listen   string   `yaml:"listen"`   // where clients connect [":8000"]
+	Upstream string   `yaml:"upstream"` // the protected API (required for sidecar)
+	Admin    string   `yaml:"admin"`    // /metrics /healthz /readyz [":9090"]
+	Mode     string   `yaml:"mode"`     // enforce | shadow [enforce]
+	Realm    string   `yaml:"realm"`    // WWW-Authenticate realm [the upstream host]
+	Issuers  []Issuer `yaml:"issuers"`  // at least one
+	Tokens   Tokens   `yaml:"tokens"`
+	Routes   []Route  `yaml:"routes"`
+	Forward  Forward  `yaml:"forward"`
+}
+
+// Issuer is one trusted authorization server.
+type Issuer struct {
+	Issuer       string   `yaml:"issuer"`       // exact iss (required)
+	JWKSURI      string   `yaml:"jwksURI"`      // skip discovery and use this [discover]
+	JWKSFile     string   `yaml:"jwksFile"`     // or read keys from a file, re-read on change
+	Audiences    []string `yaml:"audiences"`    // any of them must be in aud (required)
+	Algorithms   []string `yaml:"algorithms"`   // [RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA]
+	TokenType    string   `yaml:"tokenType"`    // "at+jwt" to require RFC 9068 typing [any]
+	ScopeClaim   string   `yaml:"scopeClaim"`   // claim holding scopes [scope, then scp, then scopes]
+	Refresh      Refresh  `yaml:"refresh"`      // key refresh schedule
+	CAFile       string   `yaml:"caFile"`       // PEM bundle for a private CA [system roots]
+	InsecureHTTP bool     `yaml:"insecureHTTP"` // plain http to a non-loopback issuer (warns) [false]
+}
+
+// Refresh is an issuer's key refresh schedule.
+type Refresh struct {
+	Min             time.Duration `yaml:"min"`             // [1m]
+	Max             time.Duration `yaml:"max"`             // [1h]
+	UnknownKidEvery time.Duration `yaml:"unknownKidEvery"` // [30s]
+	UnknownKidWait  time.Duration `yaml:"unknownKidWait"`  // [2s]
+}
+
+// Tokens says how tokens are read.
+type Tokens struct {
+	Leeway      *time.Duration `yaml:"leeway"`      // clock skew on exp/nbf/iat [30s]
+	MaxLifetime time.Duration  `yaml:"maxLifetime"` // reject when exp - iat is longer [no limit]
+	MaxBytes    int            `yaml:"maxBytes"`    // longer tokens are malformed [8192]
+	Cookie      string         `yaml:"cookie"`      // also accept the token from this cookie [off]
+	Query       string         `yaml:"query"`       // also accept it from this query parameter [off]
+	Cache       Cache          `yaml:"cache"`
+}
+
+// Cache is the verified-token cache.
+type Cache struct {
+	Entries *int `yaml:"entries"` // [10000, 0 turns it off]
+}
+
+// Route is the policy of the requests its pattern matches.
+type Route struct {
+	Match     string   `yaml:"match"`     // Go 1.22 ServeMux pattern (required)
+	Public    bool     `yaml:"public"`    // no token needed
+	Scopes    []string `yaml:"scopes"`    // all of these
+	AnyScopes []string `yaml:"anyScopes"` // at least one of these
+	Shadow    bool     `yaml:"shadow"`    // this route only: forward denials anyway
+}
+
+// Forward says what the upstream receives with an allowed request.
+type Forward struct {
+	// Claims maps a claim to the header that carries its value to the upstream.
+	// [sub: X-Auth-Subject, client_id: X-Auth-Client-Id, scope: X-Auth-Scopes]
+	Claims map[string]string `yaml:"claims"`
+	// RemoveAuthorization drops the token before the upstream [false].
+	RemoveAuthorization bool `yaml:"removeAuthorization"`
+}
+
+// DefaultClaimHeaders are the claim headers when forward.claims is not set.
+var DefaultClaimHeaders = map[string]string{"sub": "X-Auth-Subject", "client_id": "X-Auth-Client-Id", "scope": "X-Auth-Scopes"}
+
+// Loaded is a validated configuration, ready to run.
+type Loaded struct {
+	File     Config
+	Gate     middleware.Config
+	Upstream *url.URL
+	Listen   string
+	Admin    string
+	Forward  Forward
+}
+
+// Problem is one thing wrong with a configuration file: the key, as the file spells it
+// ("issuers[0].audiences"), the line it is on (0 when the key is missing), and what is
+// wrong.
+type Problem struct {
+	Path    string
+	Key     string
+	Line    int
+	Message string
+}
+
+func (p *Problem) Error() string {
+	where := p.Path
+	if p.Line > 0 {
+		where += ":" + strconv.Itoa(p.Line)
+	}
+	if p.Key == "" {
+		return where + ": " + p.Message
+	}
+	return where + ": " + p.Key + ": " + p.Message
+}
+
+// Overrides replace top-level settings of the file: the command line's --listen,
+// --admin and --upstream. Empty fields change nothing.
+type Overrides struct {
+	Listen, Admin, Upstream string
+}
+
+func (o Overrides) apply(c *Config) {
+	if o.Listen != "" {
+		c.Listen = o.Listen
+	}
+	if o.Admin != "" {
+		c.Admin = o.Admin
+	}
+	if o.Upstream != "" {
+		c.Upstream = o.Upstream
+	}
+}
+
+// LoadFile reads and validates a configuration file. Every problem comes back at once,
+// each a *Problem naming the key and its line.
+func LoadFile(path string, forSidecar bool, o Overrides) (*Loaded, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &Problem{Path: path, Message: err.Error()}
+	}
+	defer f.Close()
+	data, err := readCapped(f, maxConfigBytes)
+	if err != nil {
+		return nil, &Problem{Path: path, Message: err.Error()}
+	}
+	return Load(path, data, forSidecar, o)
+}
+
+func readCapped(f io.Reader, limit int64) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("the file is larger than %d bytes", limit)
+	}
+	return data, nil
+}
+
+// Load validates the bytes of a configuration file named path (for messages). With
+// forSidecar, upstream is required.
+func Load(path string, data []byte, forSidecar bool, o Overrides) (*Loaded, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, yamlProblem(path, err)
+	}
+	if root.Kind == 0 || len(root.Content) == 0 {
+		return nil, &Problem{Path: path, Message: "the file is empty"}
+	}
+	doc := root.Content[0]
+	lines := map[string]int{}
+	var problems []error
+	checkKeys(path, doc, reflect.TypeOf(Config{}), "", lines, &problems)
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
+	}
+	var file Config
+	if err := doc.Decode(&file); err != nil {
+		return nil, yamlProblem(path, err)
+	}
+	o.apply(&file)
+	l, errs := file.resolve(forSidecar)
+	for _, e := range errs {
+		problems = append(problems, locate(path, e, lines))
+	}
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
+	}
+	return l, nil
+}
+
+// checkKeys walks a mapping node against the struct type it decodes into and reports
+// every key the type does not have, with its line: unknown keys are errors, so that a
+// misspelt "audience" does not silently turn a check off. It records the line of every
+// key path it sees, for the messages of later checks.
+func checkKeys(path string, n *yaml.Node, t reflect.Type, prefix string, lines map[string]int, problems *[]error) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case n.Kind == yaml.AliasNode:
+		checkKeys(path, n.Alias, t, prefix, lines, problems)
+	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+		fields := map[string]reflect.Type{}
+		var names []string
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if tag := strings.Split(f.Tag.Get("yaml"), ",")[0]; tag != "" {
+				fields[tag] = f.Type
+				names = append(names, tag)
+			}
+		}
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			key := join(prefix, k.Value)
+			ft, ok := fields[k.Value]
+			switch {
+			case !ok:
+				*problems = append(*problems, &Problem{Path: path, Key: key, Line: k.Line,
+					Message: fmt.Sprintf("unknown key (known here: %s)", strings.Join(names, ", "))})
+				continue
+			case seen[k.Value]:
+				*problems = append(*problems, &Problem{Path: path, Key: key, Line: k.Line, Message: "appears twice"})
+				continue
+			}
+			seen[k.Value] = true
+			lines[key] = k.Line
+			checkKeys(path, v, ft, key, lines, problems)
+		}
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for i, item := range n.Content {
+			key := fmt.Sprintf("%s[%d]", prefix, i)
+			lines[key] = item.Line
+			checkKeys(path, item, t.Elem(), key, lines, problems)
+		}
+	case t.Kind() == reflect.Map && n.Kind == yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			lines[join(prefix, n.Content[i].Value)] = n.Content[i].Line
+		}
+	}
+}
+
+func join(prefix, key string) string {
+	if prefix == "" {
+		return key
+	}
+	return prefix + "." + key
+}
+
+// yamlProblem turns a YAML error ("yaml: line 3: ...") into a Problem.
+func yamlProblem(path string, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n  ")
+	line := 0
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if num, after, ok := strings.Cut(rest, ": "); ok {
+			if n, err := strconv.Atoi(num); err == nil {
+				line, msg = n, after
+			}
+		}
+	}
+	msg = strings.ReplaceAll(msg, "!!str ", "")
+	msg = strings.ReplaceAll(msg, "time.Duration", "a duration such as 30s")
+	return &Problem{Path: path, Line: line, Message: msg}
+}
+
+// locate gives a validation error from the middleware or jwks its key and line.
+func locate(path string, err error, lines map[string]int) error {
+	var fe *middleware.FieldError
+	var ce *jwks.ConfigError
+	var p *Problem
+	switch {
+	case errors.As(err, &p):
+		p.Path = path
+		if p.Line == 0 {
+			p.Line = lineOf(p.Key, lines)
+		}
+		return p
+	case errors.As(err, &fe):
+		return &Problem{Path: path, Key: fe.Field, Line: lineOf(fe.Field, lines), Message: fe.Problem}
+	case errors.As(err, &ce):
+		return &Problem{Path: path, Key: ce.Field, Line: lineOf(ce.Field, lines), Message: ce.Problem}
+	}
+	return &Problem{Path: path, Message: err.Error()}
+}
+
+// lineOf finds the line of a key, or of its nearest parent that is in the file.
+func lineOf(key string, lines map[string]int) int {
+	for key != "" {
+		if l, ok := lines[key]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(key, ".[")
+		if i < 0 {
+			break
+		}
+		key = key[:i]
+	}
+	return 0
+}
+
+// resolve applies the defaults, validates what the middleware does not, and builds the
+// middleware's configuration, returning every problem.
+func (c Config) resolve(forSidecar bool) (*Loaded, []error) {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &Problem{Key: key, Message: fmt.Sprintf(format, args...)})
+	}
+	l := &Loaded{File: c, Listen: c.Listen, Admin: c.Admin, Forward: c.Forward}
+	if l.Listen == "" {
+		l.Listen = DefaultListen
+	}
+	if l.Admin == "" {
+		l.Admin = DefaultAdmin
+	}
+	for key, addr := range map[string]string{"listen": l.Listen, "admin": l.Admin} {
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			bad(key, "%q is not host:port (for example \":8000\" or \"127.0.0.1:8000\")", addr)
+		}
+	}
+	if l.Listen == l.Admin {
+		bad("admin", "is the same address as listen")
+	}
+	switch {
+	case c.Upstream == "" && forSidecar:
+		bad("upstream", "is required: the URL of the protected API, for example http://127.0.0.1:8080")
+	case c.Upstream != "":
+		u, err := url.Parse(c.Upstream)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			bad("upstream", "%q is not an http(s) URL with a host and nothing else (no credentials, query or fragment)", c.Upstream)
+		} else {
+			l.Upstream = u
+		}
+	}
+	mode := c.Mode
+	switch mode {
+	case "":
+		mode = ModeEnforce
+	case ModeEnforce, ModeShadow:
+	default:
+		bad("mode", "%q: use enforce or shadow", c.Mode)
+	}
+	realm := c.Realm
+	if realm == "" && l.Upstream != nil {
+		realm = l.Upstream.Hostname()
+	}
+	if len(c.Routes) == 0 {
+		bad("routes", "at least one route is required; \"/\" with no scopes accepts any valid token")
+	}
+	for i, r := range c.Routes {
+		if r.Match == "" {
+			bad(fmt.Sprintf("routes[%d].match", i), "is required")
+		}
+	}
+	if l.Forward.Claims == nil {
+		l.Forward.Claims = DefaultClaimHeaders
+	}
+	seen := map[string]string{}
+	for _, claim := range sortedKeys(l.Forward.Claims) {
+		h := l.Forward.Claims[claim]
+		key := "forward.claims." + claim
+		switch {
+		case claim == "":
+			bad("forward.claims", "has an empty claim name")
+		case !validHeaderName(h):
+			bad(key, "%q is not a header name", h)
+		case reservedHeader(h):
+			bad(key, "%q is a header the proxy manages; use an X-... name", h)
+		case seen[normalize(h)] != "":
+			bad(key, "header %q is also used for claim %q", h, seen[normalize(h)])
+		}
+		seen[normalize(h)] = claim
+	}
+
+	gc := middleware.Config{
+		Realm:  realm,
+		Shadow: mode == ModeShadow,
+		Tokens: middleware.Tokens{
+			MaxLifetime: c.Tokens.MaxLifetime,
+			MaxBytes:    c.Tokens.MaxBytes,
+			Cookie:      c.Tokens.Cookie,
+			Query:       c.Tokens.Query,
+		},
+	}
+	if c.Tokens.Leeway != nil {
+		gc.Tokens.Leeway = *c.Tokens.Leeway
+		if gc.Tokens.Leeway == 0 {
+			gc.Tokens.Leeway = -1 // explicitly none; zero means the default in Go
+		}
+	}
+	if e := c.Tokens.Cache.Entries; e != nil {
+		if *e == 0 {
+			gc.Tokens.NoCache = true
+		} else {
+			gc.Tokens.CacheEntries = *e
+		}
+	}
+	for _, iss := range c.Issuers {
+		gc.Issuers = append(gc.Issuers, middleware.Issuer{
+			Config: jwks.Config{
+				Issuer: iss.Issuer, JWKSURI: iss.JWKSURI, JWKSFile: iss.JWKSFile, Algorithms: iss.Algorithms,
+				Refresh: jwks.Refresh{
+					Min: iss.Refresh.Min, Max: iss.Refresh.Max,
+					UnknownKIDEvery: iss.Refresh.UnknownKidEvery, UnknownKIDWait: iss.Refresh.UnknownKidWait,
+				},
+				CAFile: iss.CAFile, InsecureHTTP: iss.InsecureHTTP,
+			},
+			Audiences: iss.Audiences, TokenType: iss.TokenType, ScopeClaim: iss.ScopeClaim,
+		})
+	}
+	for _, r := range c.Routes {
+		gc.Routes = append(gc.Routes, middleware.Route{Match: r.Match, Public: r.Public, Scopes: r.Scopes, AnyScopes: r.AnyScopes, Shadow: r.Shadow})
+	}
+	if err := middleware.Validate(gc); err != nil {
+		for _, e := range flatten(err) {
+			errs = append(errs, e)
+		}
+	}
+	l.Gate = gc
+	return l, errs
+}
+
+// flatten undoes errors.Join, recursively.
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// validHeaderName reports whether s is an HTTP field name (RFC 9110 token).
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return http.CanonicalHeaderKey(s) != ""
+}

@@ -1,0 +1,367 @@
+package sidecar
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tokengate/tokengate/jwks"
+	"github.com/tokengate/tokengate/middleware"
+)
+
+// Server limits: a client gets this long to send its headers (slowloris), and this many
+// header bytes (a token is at most 8 KiB).
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
+
+// Options are the sidecar's collaborators. The zero value works.
+type Options struct {
+	// Logger receives every log line. Default slog.Default().
+	Logger *slog.Logger
+	// Registry is what /metrics serves; the sidecar registers its metrics on it.
+	// Default NewRegistry(Version).
+	Registry *prometheus.Registry
+	// Version is reported by tokengate_build_info.
+	Version string
+	// ConfigPath is the configuration file to watch and reload; "" turns reloading off.
+	ConfigPath string
+	// Overrides are applied to every reloaded file, as to the first.
+	Overrides Overrides
+	// ReloadEvery is how often the configuration file is checked for changes.
+	// Default 2 s.
+	ReloadEvery time.Duration
+	// DrainTimeout bounds how long requests in flight may finish after the context is
+	// cancelled. Default 25 s, under Kubernetes' default grace period of 30 s.
+	DrainTimeout time.Duration
+	// Listener and AdminListener, when set, are used instead of listening on the
+	// configuration's addresses (tests and the demo pick free ports this way).
+	Listener, AdminListener net.Listener
+}
+
+// Sidecar is the reverse proxy that is tokengate's main job: a traffic listener that
+// lets only authorized requests reach the upstream, an admin listener with /metrics,
+// /healthz and /readyz, and a watcher that reloads the configuration file.
+type Sidecar struct {
+	opts     Options
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	metrics  *sidecarMetrics
+	keys     *jwks.Metrics
+	first    *Loaded
+	draining atomic.Bool
+	state    atomic.Pointer[state]
+
+	// tr is the upstream connection pool for the life of the sidecar, so that a
+	// reload keeps its idle connections.
+	tr *http.Transport
+
+	mu   sync.Mutex // guards sets
+	sets map[string]*keySet
+}
+
+// state is one loaded configuration: what serves requests until the next reload.
+type state struct {
+	loaded  *Loaded
+	gate    *middleware.Gate
+	handler http.Handler
+	sets    []*jwks.Set
+	sum     [32]byte
+}
+
+// keySet is a key set shared by the configurations that name the same issuer with the
+// same key settings, so that a reload does not fetch keys again.
+type keySet struct {
+	set  *jwks.Set
+	refs int
+}
+
+// New prepares a sidecar for a validated configuration. Nothing starts before Run.
+func New(l *Loaded, opts Options) (*Sidecar, error) {
+	if l.Upstream == nil {
+		return nil, errors.New("sidecar: the configuration has no upstream")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Registry == nil {
+		opts.Registry = NewRegistry(opts.Version)
+	}
+	if opts.ReloadEvery == 0 {
+		opts.ReloadEvery = 2 * time.Second
+	}
+	if opts.DrainTimeout == 0 {
+		opts.DrainTimeout = 25 * time.Second
+	}
+	m, err := newSidecarMetrics(opts.Registry)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := jwks.NewMetrics(opts.Registry)
+	if err != nil {
+		return nil, err
+	}
+	return &Sidecar{opts: opts, log: opts.Logger, reg: opts.Registry, metrics: m, keys: keys, first: l,
+		tr: newTransport(), sets: map[string]*keySet{}}, nil
+}
+
+// Run serves until ctx is cancelled, then stops accepting connections, lets requests in
+// flight finish within DrainTimeout, and returns nil. It returns an error when a
+// listener cannot be opened or a server fails. Every goroutine it starts has ended when
+// it returns.
+func (s *Sidecar) Run(ctx context.Context) error {
+	keyCtx, stopKeys := context.WithCancel(context.Background())
+	defer stopKeys()
+	defer s.closeAll()
+
+	st, err := s.build(keyCtx, s.first, [32]byte{})
+	if err != nil {
+		return err
+	}
+	s.state.Store(st)
+	if s.opts.ConfigPath != "" {
+		if data, err := os.ReadFile(s.opts.ConfigPath); err == nil {
+			st.sum = sha256.Sum256(data)
+		}
+	}
+
+	ln, err := s.listen(s.opts.Listener, s.first.Listen, "listen")
+	if err != nil {
+		return err
+	}
+	admin, err := s.listen(s.opts.AdminListener, s.first.Admin, "admin")
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	traffic := &http.Server{
+		Handler:           http.HandlerFunc(s.serveTraffic),
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		Protocols:         new(http.Protocols),
+	}
+	// Clients may speak HTTP/2 in clear text (h2c) as well as HTTP/1.1.
+	traffic.Protocols.SetHTTP1(true)
+	traffic.Protocols.SetUnencryptedHTTP2(true)
+	adminSrv := &http.Server{
+		Handler:           s.adminHandler(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+
+	errs := make(chan error, 3)
+	var wg sync.WaitGroup
+	wg.Go(func() { errs <- serve(traffic, ln) })
+	wg.Go(func() { errs <- serve(adminSrv, admin) })
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	if s.opts.ConfigPath != "" {
+		wg.Go(func() { s.watch(watchCtx, keyCtx) })
+	}
+	s.log.Info("tokengate sidecar serving", "listen", ln.Addr().String(), "admin", admin.Addr().String(),
+		"upstream", s.first.Upstream.String(), "mode", modeOf(s.first))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+	}
+	stopWatch()
+	s.draining.Store(true)
+	drainCtx, cancel := context.WithTimeout(context.Background(), s.opts.DrainTimeout)
+	defer cancel()
+	s.log.Info("draining", "timeout", s.opts.DrainTimeout.String())
+	if err := traffic.Shutdown(drainCtx); err != nil {
+		s.log.Warn("requests still in flight after the drain timeout were cut", "error", err)
+		traffic.Close()
+	}
+	_ = adminSrv.Shutdown(drainCtx)
+	wg.Wait()
+	s.tr.CloseIdleConnections()
+	close(errs)
+	for err := range errs {
+		if runErr == nil && err != nil {
+			runErr = err
+		}
+	}
+	s.log.Info("stopped")
+	return runErr
+}
+
+func serve(srv *http.Server, ln net.Listener) error {
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (s *Sidecar) listen(given net.Listener, addr, key string) (net.Listener, error) {
+	if given != nil {
+		return given, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", key, addr, err)
+	}
+	return ln, nil
+}
+
+func modeOf(l *Loaded) string {
+	if l.Gate.Shadow {
+		return ModeShadow
+	}
+	return ModeEnforce
+}
+
+func (s *Sidecar) serveTraffic(w http.ResponseWriter, r *http.Request) {
+	s.state.Load().handler.ServeHTTP(w, r)
+}
+
+// build makes the state of a configuration: key sets (shared with the running
+// configuration where the issuer and its key settings are the same), the Gate and the
+// proxy.
+func (s *Sidecar) build(keyCtx context.Context, l *Loaded, sum [32]byte) (*state, error) {
+	var sets []*jwks.Set
+	for _, iss := range l.Gate.Issuers {
+		set, err := s.acquire(keyCtx, iss.Config)
+		if err != nil {
+			s.release(sets)
+			return nil, err
+		}
+		sets = append(sets, set)
+	}
+	group, err := jwks.GroupOf(sets...)
+	if err != nil {
+		s.release(sets)
+		return nil, err
+	}
+	p := newProxy(l, s.tr, s.log, s.metrics)
+	gate, err := middleware.New(keyCtx, l.Gate, s.reg,
+		middleware.WithKeySource(group),
+		middleware.WithLogger(s.log),
+		middleware.WithClaimsCheck(p.id.check))
+	if err != nil {
+		s.release(sets)
+		return nil, err
+	}
+	return &state{loaded: l, gate: gate, handler: gate.Handler(p), sets: sets, sum: sum}, nil
+}
+
+func setKey(c jwks.Config) string {
+	b, _ := json.Marshal(c)
+	return string(b)
+}
+
+func (s *Sidecar) acquire(ctx context.Context, c jwks.Config) (*jwks.Set, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := setKey(c)
+	if ks, ok := s.sets[k]; ok {
+		ks.refs++
+		return ks.set, nil
+	}
+	set, err := jwks.New(ctx, c, jwks.Options{Logger: s.log, Metrics: s.keys})
+	if err != nil {
+		return nil, err
+	}
+	s.sets[k] = &keySet{set: set, refs: 1}
+	return set, nil
+}
+
+// release drops a configuration's hold on its key sets and closes those no
+// configuration uses any more.
+func (s *Sidecar) release(sets []*jwks.Set) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, set := range sets {
+		for k, ks := range s.sets {
+			if ks.set != set {
+				continue
+			}
+			ks.refs--
+			if ks.refs == 0 {
+				delete(s.sets, k)
+				set.Close()
+				if !s.issuerInUse(set.Issuer()) {
+					s.keys.Forget(set.Issuer())
+				}
+			}
+		}
+	}
+}
+
+func (s *Sidecar) issuerInUse(issuer string) bool {
+	for _, ks := range s.sets {
+		if ks.set.Issuer() == issuer {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Sidecar) closeAll() {
+	if st := s.state.Load(); st != nil {
+		s.release(st.sets)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, ks := range s.sets {
+		ks.set.Close()
+		delete(s.sets, k)
+	}
+}
+
+// Ready reports whether the sidecar should get traffic: a configuration is loaded,
+// every issuer's keys were loaded once, and it is not draining.
+func (s *Sidecar) Ready() (bool, []string) {
+	st := s.state.Load()
+	if st == nil {
+		return false, []string{"no configuration loaded"}
+	}
+	if s.draining.Load() {
+		return false, []string{"shutting down"}
+	}
+	var waiting []string
+	for _, set := range st.sets {
+		if !set.Ready() {
+			waiting = append(waiting, "keys of "+set.Issuer()+" not loaded")
+		}
+	}
+	return len(waiting) == 0, waiting
+}
+
+func (s *Sidecar) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"alive"}` + "\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ok, why := s.Ready()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"ready": ok, "waiting": why})
+	})
+	return mux
+}
