@@ -25,14 +25,14 @@ const (
 // open a new upstream connection; this one keeps enough for hundreds. It never uses an
 // HTTP proxy from the environment (the upstream is on loopback) and never decompresses:
 // a proxy passes bodies as they are.
-func newTransport() *http.Transport {
+func newTransport(headerTimeout time.Duration) *http.Transport {
 	dialer := &net.Dialer{Timeout: upstreamDialTimeout, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		DialContext:           dialer.DialContext,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   512,
 		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: upstreamHeaderTimeout,
+		ResponseHeaderTimeout: headerTimeout,
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
 	}

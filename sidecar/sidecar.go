@@ -51,6 +51,9 @@ type Options struct {
 	// Listener and AdminListener, when set, are used instead of listening on the
 	// configuration's addresses (tests and the demo pick free ports this way).
 	Listener, AdminListener net.Listener
+	// UpstreamTimeout bounds the wait for the upstream's response headers (then 504).
+	// A slow body is streamed for as long as it takes. Default 60 s.
+	UpstreamTimeout time.Duration
 }
 
 // Sidecar is the reverse proxy that is tokengate's main job: a traffic listener that
@@ -107,6 +110,9 @@ func New(l *Loaded, opts Options) (*Sidecar, error) {
 	if opts.DrainTimeout == 0 {
 		opts.DrainTimeout = 25 * time.Second
 	}
+	if opts.UpstreamTimeout == 0 {
+		opts.UpstreamTimeout = upstreamHeaderTimeout
+	}
 	m, err := newSidecarMetrics(opts.Registry)
 	if err != nil {
 		return nil, err
@@ -116,7 +122,7 @@ func New(l *Loaded, opts Options) (*Sidecar, error) {
 		return nil, err
 	}
 	return &Sidecar{opts: opts, log: opts.Logger, reg: opts.Registry, metrics: m, keys: keys, first: l,
-		tr: newTransport(), sets: map[string]*keySet{}}, nil
+		tr: newTransport(opts.UpstreamTimeout), sets: map[string]*keySet{}}, nil
 }
 
 // Run serves until ctx is cancelled, then stops accepting connections, lets requests in

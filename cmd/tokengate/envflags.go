@@ -36,6 +36,12 @@ func envName(flagName string) string {
 // its environment variable (the command line wins). It returns a usage error, naming
 // the flag or variable, or flag.ErrHelp.
 func parseFlags(fs *flag.FlagSet, args []string, lookup func(string) (string, bool)) error {
+	return parseFlagsArgs(fs, args, lookup, 0)
+}
+
+// parseFlagsArgs is parseFlags for a command that takes up to maxArgs arguments after
+// its flags.
+func parseFlagsArgs(fs *flag.FlagSet, args []string, lookup func(string) (string, bool), maxArgs int) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -43,8 +49,8 @@ func parseFlags(fs *flag.FlagSet, args []string, lookup func(string) (string, bo
 		// The flag package has printed the error and the usage already.
 		return reported{err}
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	if fs.NArg() > maxArgs {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(maxArgs))
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -67,7 +73,12 @@ func parseFlags(fs *flag.FlagSet, args []string, lookup func(string) (string, bo
 // parseOrExit wraps parseFlags for a command's run function: it reports a usage error
 // on stderr and says which exit code to return, if any.
 func parseOrExit(fs *flag.FlagSet, args []string, stderr io.Writer) (int, bool) {
-	err := parseFlags(fs, args, os.LookupEnv)
+	return parseOrExitArgs(fs, args, stderr, 0)
+}
+
+// parseOrExitArgs is parseOrExit for a command that takes up to maxArgs arguments.
+func parseOrExitArgs(fs *flag.FlagSet, args []string, stderr io.Writer, maxArgs int) (int, bool) {
+	err := parseFlagsArgs(fs, args, os.LookupEnv, maxArgs)
 	switch {
 	case err == nil:
 		return 0, false
