@@ -20,6 +20,7 @@ import (
 	"github.com/coder/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/tokengate/tokengate/internal/upstreamtest"
 	"github.com/tokengate/tokengate/jwks/jwkstest"
 	"github.com/tokengate/tokengate/sidecar"
 )
@@ -47,92 +48,11 @@ routes:
   - match: "/upload"
 `
 
-// seen is what the upstream received.
-type seen struct {
-	method, path, query string
-	header              http.Header
-	bodySum             string
-	bodyLen             int64
-}
-
-// upstream records every request and answers by path.
-type upstream struct {
-	srv  *http.Server
-	URL  string
-	mu   sync.Mutex
-	reqs []seen
-	wg   sync.WaitGroup
-}
-
-func newUpstream(t *testing.T) *upstream {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &upstream{URL: "http://" + ln.Addr().String()}
-	u.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(u.serve)}
-	u.wg.Go(func() { _ = u.srv.Serve(ln) })
-	t.Cleanup(func() {
-		_ = u.srv.Close()
-		u.wg.Wait()
-	})
-	return u
-}
-
-func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
-	switch r.URL.Path {
-	case "/ws":
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		for {
-			typ, msg, err := c.Read(r.Context())
-			if err != nil {
-				return
-			}
-			if err := c.Write(r.Context(), typ, append([]byte("echo: "), msg...)); err != nil {
-				return
-			}
-		}
-	case "/stream":
-		fl := w.(http.Flusher)
-		for i := range 5 {
-			fmt.Fprintf(w, "chunk %d\n", i)
-			fl.Flush()
-			time.Sleep(100 * time.Millisecond)
-		}
-		return
-	case "/slow":
-		time.Sleep(500 * time.Millisecond)
-	}
-	h := sha256.New()
-	n, _ := io.Copy(h, r.Body)
-	u.mu.Lock()
-	u.reqs = append(u.reqs, seen{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), hex.EncodeToString(h.Sum(nil)), n})
-	u.mu.Unlock()
-	fmt.Fprintf(w, "upstream saw %s %s", r.Method, r.URL.Path)
-}
-
-func (u *upstream) count() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return len(u.reqs)
-}
-
-func (u *upstream) last() seen {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.reqs[len(u.reqs)-1]
-}
-
 // harness runs a sidecar in process, in front of an upstream, with an authorization
 // server, on loopback ports.
 type harness struct {
 	as      *jwkstest.Server
-	up      *upstream
+	up      *upstreamtest.Server
 	sc      *sidecar.Sidecar
 	url     string
 	admin   string
@@ -149,7 +69,7 @@ func start(t *testing.T, extra string, opts ...func(*sidecar.Options)) *harness 
 		t.Fatal(err)
 	}
 	t.Cleanup(as.Close)
-	h := &harness{as: as, up: newUpstream(t), logs: &syncBuffer{}}
+	h := &harness{as: as, up: upstreamtest.Start(t), logs: &syncBuffer{}}
 	h.cfgPath = filepath.Join(t.TempDir(), "tokengate.yaml")
 	h.writeConfig(t, extra)
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -256,20 +176,20 @@ func TestAllowedRequestCarriesClaimHeaders(t *testing.T) {
 	if resp.StatusCode != 200 || body != "upstream saw GET /orders/7" {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
-	got := h.up.last()
+	got := h.up.Last()
 	for name, want := range map[string]string{"X-Auth-Subject": "u1", "X-Auth-Client-Id": "c1", "X-Auth-Scopes": "orders:read"} {
-		if v := got.header.Values(name); len(v) != 1 || v[0] != want {
+		if v := got.Header.Values(name); len(v) != 1 || v[0] != want {
 			t.Errorf("%s = %q, want exactly %q", name, v, want)
 		}
 	}
-	if got.header.Get("Authorization") == "" {
+	if got.Header.Get("Authorization") == "" {
 		t.Error("Authorization removed although removeAuthorization is false")
 	}
-	if got.header.Get("X-Forwarded-For") != "127.0.0.1" || got.header.Get("X-Forwarded-Proto") != "http" {
-		t.Errorf("X-Forwarded-*: %v", got.header)
+	if got.Header.Get("X-Forwarded-For") != "127.0.0.1" || got.Header.Get("X-Forwarded-Proto") != "http" {
+		t.Errorf("X-Forwarded-*: %v", got.Header)
 	}
-	if got.query != "x=1" {
-		t.Errorf("query %q", got.query)
+	if got.Query != "x=1" {
+		t.Errorf("query %q", got.Query)
 	}
 }
 
@@ -299,12 +219,12 @@ func TestDeniedRequestsNeverReachTheUpstream(t *testing.T) {
 		"control in a claim header": {"/orders/1", as.MustMint(jwkstest.Claims{"scope": "orders:read", "sub": "a\r\nX-Admin: 1"}), nil, 401},
 	} {
 		t.Run(name, func(t *testing.T) {
-			before := h.up.count()
+			before := h.up.Count()
 			resp, body := h.do(t, "GET", tc.path, tc.token, tc.headers...)
 			if resp.StatusCode != tc.status {
 				t.Fatalf("%d %s", resp.StatusCode, body)
 			}
-			if h.up.count() != before {
+			if h.up.Count() != before {
 				t.Fatal("a denied request reached the upstream")
 			}
 			if resp.Header.Get("WWW-Authenticate") == "" {
@@ -326,8 +246,8 @@ func TestSpoofedIdentityHeaders(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatal(resp.StatusCode)
 	}
-	got := h.up.last()
-	for name, values := range got.header {
+	got := h.up.Last()
+	for name, values := range got.Header {
 		n := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
 		if strings.HasPrefix(n, "x-auth-") {
 			if want := map[string]string{"x-auth-subject": "u1", "x-auth-client-id": "c1", "x-auth-scopes": "orders:read"}[n]; len(values) != 1 || values[0] != want {
@@ -335,15 +255,15 @@ func TestSpoofedIdentityHeaders(t *testing.T) {
 			}
 		}
 	}
-	if v := got.header.Values("X-Auth-Subject"); len(v) != 1 || v[0] != "u1" {
+	if v := got.Header.Values("X-Auth-Subject"); len(v) != 1 || v[0] != "u1" {
 		t.Fatalf("X-Auth-Subject %q", v)
 	}
-	if got.header.Get("X-Forwarded-For") != "127.0.0.1" || got.header.Get("Forwarded") != "" || got.header.Get("X-Forwarded-Host") == "evil.example" {
-		t.Fatalf("forwarding headers trusted from the client: %v", got.header)
+	if got.Header.Get("X-Forwarded-For") != "127.0.0.1" || got.Header.Get("Forwarded") != "" || got.Header.Get("X-Forwarded-Host") == "evil.example" {
+		t.Fatalf("forwarding headers trusted from the client: %v", got.Header)
 	}
 	// A spoofed header on a public route is removed too.
 	h.do(t, "GET", "/healthz", "", "X-Auth-Subject: admin")
-	if v := h.up.last().header.Get("X-Auth-Subject"); v != "" {
+	if v := h.up.Last().Header.Get("X-Auth-Subject"); v != "" {
 		t.Fatalf("public route forwarded X-Auth-Subject %q", v)
 	}
 }
@@ -351,7 +271,7 @@ func TestSpoofedIdentityHeaders(t *testing.T) {
 func TestTokenInQueryIsStripped(t *testing.T) {
 	h := start(t, "")
 	h.do(t, "GET", "/orders/1?access_token=secret&x=1", h.read())
-	if q := h.up.last().query; strings.Contains(q, "secret") || q != "x=1" {
+	if q := h.up.Last().Query; strings.Contains(q, "secret") || q != "x=1" {
 		t.Fatalf("upstream query %q", q)
 	}
 }
@@ -359,9 +279,9 @@ func TestTokenInQueryIsStripped(t *testing.T) {
 func TestRemoveAuthorization(t *testing.T) {
 	h := start(t, "forward:\n  removeAuthorization: true\n  claims: {sub: X-User}\n")
 	h.do(t, "GET", "/orders/1", h.read(), "X-Auth-Subject: spoof")
-	got := h.up.last()
-	if got.header.Get("Authorization") != "" || got.header.Get("X-User") != "u1" || got.header.Get("X-Auth-Subject") != "" {
-		t.Fatalf("headers %v", got.header)
+	got := h.up.Last()
+	if got.Header.Get("Authorization") != "" || got.Header.Get("X-User") != "u1" || got.Header.Get("X-Auth-Subject") != "" {
+		t.Fatalf("headers %v", got.Header)
 	}
 }
 
@@ -376,8 +296,8 @@ func TestLargeBodyAndStreaming(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if got := h.up.last(); resp.StatusCode != 200 || got.bodyLen != int64(len(body)) || got.bodySum != hex.EncodeToString(sum[:]) {
-		t.Fatalf("20 MiB upload: %d, upstream got %d bytes", resp.StatusCode, got.bodyLen)
+	if got := h.up.Last(); resp.StatusCode != 200 || got.BodyLen != int64(len(body)) || got.BodySHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("20 MiB upload: %d, upstream got %d bytes", resp.StatusCode, got.BodyLen)
 	}
 
 	// The first chunk of a slow response arrives before the upstream has finished.
@@ -432,7 +352,7 @@ func TestWebSocket(t *testing.T) {
 func TestUpstreamFailures(t *testing.T) {
 	t.Run("down: 502", func(t *testing.T) {
 		h := start(t, "")
-		h.up.srv.Close()
+		h.up.Close()
 		resp, body := h.do(t, "GET", "/orders/1", h.read())
 		if resp.StatusCode != 502 || !strings.Contains(body, `"error":"bad_gateway"`) || strings.Contains(body, "eyJ") {
 			t.Fatalf("%d %s", resp.StatusCode, body)
