@@ -84,3 +84,73 @@ func (c *tokenCache) len() int {
 	c.m.Range(func(any, any) bool { n++; return true })
 	return n
 }
+
+// rejectCache remembers tokens that failed verification for a reason that the same
+// token will fail for again (malformed, a bad signature, expired, another audience...),
+// so that a client retrying with an expired token, or a flood of one forged token, costs
+// a hash and a map look-up instead of a signature check. It is keyed by the SHA-256 of
+// the whole token, which bounds its memory whatever a client sends, and entries live
+// rejectTTL at most: a key replaced under the same kid is seen within that time.
+type rejectCache struct {
+	m     sync.Map // [32]byte → *rejection
+	size  atomic.Int64
+	max   int64
+	evict sync.Mutex
+}
+
+const rejectTTL = time.Minute
+
+type rejection struct {
+	err   *Error
+	until time.Time
+}
+
+// cacheable reports whether a denial will be the same for the same token for a while.
+// Not cacheable: an unknown kid (the key may be published in a moment), keys not loaded,
+// a token not valid yet.
+func cacheable(r Reason) bool {
+	switch r {
+	case ReasonMalformedToken, ReasonAlgorithm, ReasonIssuer, ReasonSignature, ReasonExpired, ReasonAudience, ReasonClaims:
+		return true
+	}
+	return false
+}
+
+func newRejectCache(entries int) *rejectCache {
+	return &rejectCache{max: int64(max(1, entries))}
+}
+
+func (c *rejectCache) get(key [32]byte, now time.Time) *Error {
+	v, ok := c.m.Load(key)
+	if !ok {
+		return nil
+	}
+	r := v.(*rejection)
+	if now.After(r.until) {
+		if c.m.CompareAndDelete(key, r) {
+			c.size.Add(-1)
+		}
+		return nil
+	}
+	return r.err
+}
+
+func (c *rejectCache) put(key [32]byte, e *Error, now time.Time) {
+	if _, loaded := c.m.LoadOrStore(key, &rejection{err: e, until: now.Add(rejectTTL)}); loaded {
+		return
+	}
+	if c.size.Add(1) <= c.max || !c.evict.TryLock() {
+		return
+	}
+	defer c.evict.Unlock()
+	target := c.max - c.max/10
+	c.m.Range(func(k, v any) bool {
+		if c.size.Load() <= target {
+			return false
+		}
+		if c.m.CompareAndDelete(k, v) {
+			c.size.Add(-1)
+		}
+		return true
+	})
+}

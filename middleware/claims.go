@@ -49,11 +49,7 @@ func (c *Claims) String(name string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
-		return "", false
-	}
-	return s, true
+	return unquote(raw)
 }
 
 type claimsKey struct{}
@@ -89,11 +85,14 @@ func (c *Claims) UnmarshalJSON(data []byte) error {
 	if !utf8.Valid(data) {
 		return fmt.Errorf("%w: not valid UTF-8", errNotAnObject)
 	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil || raw == nil {
+	if !json.Valid(data) {
 		return errNotAnObject
 	}
-	if n, err := countMembers(data); err != nil || n != len(raw) || foldCollision(raw) {
+	raw, dup, ok := objectMembers(data)
+	if !ok {
+		return errNotAnObject
+	}
+	if dup || foldCollision(raw) {
 		return fmt.Errorf("%w: %w in the payload", errClaims, errDuplicate)
 	}
 	c.Raw = raw
@@ -249,45 +248,51 @@ func (c *Claims) GetIssuer() (string, error)                   { return c.Issuer
 func (c *Claims) GetSubject() (string, error)                  { return c.Subject, nil }
 func (c *Claims) GetAudience() (jwt.ClaimStrings, error)       { return c.Audience, nil }
 
-// countMembers counts the members of the JSON object in data, which json.Unmarshal has
-// already found valid: a map decodes duplicates into one entry, so a count larger than
-// the map's length means a name was repeated.
-func countMembers(data []byte) (int, error) {
-	depth, n := 0, 0
-	inString, escaped, empty := false, false, true
-	for _, b := range data {
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case b == '\\':
-				escaped = true
-			case b == '"':
-				inString = false
-			}
-			continue
+// objectMembers splits a JSON object, which json.Valid has accepted, into its members,
+// without the reflection of json.Unmarshal (a quarter of a verification's decoding time
+// under load). dup reports a name that appears twice; ok is false when data is not an
+// object.
+func objectMembers(data []byte) (members map[string]json.RawMessage, dup, ok bool) {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return nil, false, false
+	}
+	members = make(map[string]json.RawMessage, 12)
+	i = skipSpace(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return members, false, true
+	}
+	for {
+		name, next, ok := readString(data, skipSpace(data, i))
+		if !ok {
+			return nil, false, false
 		}
-		switch b {
-		case '"':
-			inString = true
-			if depth == 1 && empty {
-				empty = false
-				n = 1
-			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
+		i = skipSpace(data, next)
+		if i >= len(data) || data[i] != ':' {
+			return nil, false, false
+		}
+		start := skipSpace(data, i+1)
+		end, ok := skipValue(data, start)
+		if !ok {
+			return nil, false, false
+		}
+		if _, seen := members[name]; seen {
+			dup = true
+		}
+		members[name] = json.RawMessage(data[start:end])
+		i = skipSpace(data, end)
+		if i >= len(data) {
+			return nil, false, false
+		}
+		switch data[i] {
 		case ',':
-			if depth == 1 {
-				n++
-			}
+			i++
+		case '}':
+			return members, dup, skipSpace(data, i+1) == len(data)
+		default:
+			return nil, false, false
 		}
 	}
-	if depth != 0 {
-		return 0, errNotAnObject
-	}
-	return n, nil
 }
 
 // foldCollision reports whether two member names are equal under case folding ("sub"

@@ -485,3 +485,49 @@ func TestOverRealHTTP(t *testing.T) {
 		}
 	}
 }
+
+func TestRejectionCache(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	e := newEnv(t, nil, middleware.WithClock(clk.Now))
+	decide := func(tok string) middleware.Decision {
+		req := httptest.NewRequest("GET", "/orders/1", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		return e.gate.Decide(req)
+	}
+	// A forged token is refused again from the cache, with the same reason.
+	forged := e.as.MustMint(jwkstest.Claims{"scope": "orders:read"}, jwkstest.WithSigner(jwkstest.MustGenerateKey("rsa-1", "RS256")))
+	if d := decide(forged); d.Reason != middleware.ReasonSignature || d.Cached {
+		t.Fatalf("first: %+v", d)
+	}
+	if d := decide(forged); d.Reason != middleware.ReasonSignature || !d.Cached {
+		t.Fatalf("second: %+v", d)
+	}
+	// ...for a while only.
+	clk.Advance(2 * time.Minute)
+	if d := decide(forged); d.Cached {
+		t.Fatal("a rejection outlived its minute")
+	}
+
+	// An unknown kid is not remembered: once the key is published the token works.
+	k := jwkstest.MustGenerateKey("later", "RS256")
+	e.as.AddKey(k, false)
+	tok := e.as.MustMint(jwkstest.Claims{"scope": "orders:read", "iat": clk.Now().Unix(), "exp": clk.Now().Add(time.Hour).Unix()}, jwkstest.WithKey("later"))
+	if d := decide(tok); d.Reason != middleware.ReasonUnknownKey {
+		t.Fatalf("unpublished key: %+v", d)
+	}
+	e.as.Publish("later", true)
+	clk.Advance(jwks.DefaultUnknownKIDEvery + time.Second) // past the unknown-kid rate limit
+	if d := decide(tok); !d.Allowed() {
+		t.Fatalf("after publication: %+v", d.Err)
+	}
+
+	// A token not valid yet is not remembered either.
+	early := e.as.MustMint(jwkstest.Claims{"scope": "orders:read", "nbf": clk.Now().Add(time.Minute).Unix(), "exp": clk.Now().Add(time.Hour).Unix()})
+	if d := decide(early); d.Reason != middleware.ReasonNotYetValid {
+		t.Fatal(d.Reason)
+	}
+	clk.Advance(2 * time.Minute)
+	if d := decide(early); !d.Allowed() {
+		t.Fatalf("once valid: %v", d.Err)
+	}
+}

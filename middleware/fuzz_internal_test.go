@@ -45,6 +45,39 @@ func FuzzClaims(f *testing.F) {
 	})
 }
 
+// FuzzObjectMembers: on any JSON object the hand-written splitter finds exactly the
+// members encoding/json finds (the last of a repeated name wins in both), and says
+// whether a name repeats.
+func FuzzObjectMembers(f *testing.F) {
+	for _, s := range []string{`{"a":1,"b":[1,{"c":"}"}],"d":"\"","e":{"f":null}}`, `{"a":1,"a":2}`, `{}`, ` { "x" : "y" } `, `{"\u0061":1,"a":2}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !utf8.Valid(data) || !json.Valid(data) {
+			return
+		}
+		var want map[string]json.RawMessage
+		if json.Unmarshal(data, &want) != nil || want == nil {
+			if _, _, ok := objectMembers(data); ok {
+				t.Fatalf("split %q, which is not an object", data)
+			}
+			return
+		}
+		got, dup, ok := objectMembers(data)
+		if !ok || len(got) != len(want) {
+			t.Fatalf("%q: got %v (ok %v), want %v", data, got, ok, want)
+		}
+		for k, v := range want {
+			if string(got[k]) != string(v) {
+				t.Fatalf("%q: member %q is %s, want %s", data, k, got[k], v)
+			}
+		}
+		if n, _ := countMembers(data); dup != (n != len(want)) {
+			t.Fatalf("%q: dup %v with %d members and %d names", data, dup, n, len(want))
+		}
+	})
+}
+
 // FuzzHeaderNames: the header scanner never panics and, on a JSON object it accepts,
 // finds the names encoding/json finds.
 func FuzzHeaderNames(f *testing.F) {
@@ -72,4 +105,45 @@ func FuzzHeaderNames(f *testing.F) {
 			t.Fatalf("scanner missed names of %q: %v", data, names)
 		}
 	})
+}
+
+// countMembers counts the members of the JSON object in data, which json.Unmarshal has
+// already found valid: a map decodes duplicates into one entry, so a count larger than
+// the map's length means a name was repeated.
+func countMembers(data []byte) (int, error) {
+	depth, n := 0, 0
+	inString, escaped, empty := false, false, true
+	for _, b := range data {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case b == '\\':
+				escaped = true
+			case b == '"':
+				inString = false
+			}
+			continue
+		}
+		switch b {
+		case '"':
+			inString = true
+			if depth == 1 && empty {
+				empty = false
+				n = 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+		case ',':
+			if depth == 1 {
+				n++
+			}
+		}
+	}
+	if depth != 0 {
+		return 0, errNotAnObject
+	}
+	return n, nil
 }

@@ -28,6 +28,7 @@ type Gate struct {
 	routes   *routeTable
 	verifier *verifier
 	cache    *tokenCache
+	rejects  *rejectCache
 	metrics  *metrics
 	log      *slog.Logger
 	clock    func() time.Time
@@ -132,6 +133,7 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, opts ...Opt
 	g.verifier.checks = o.checks
 	if !cfg.Tokens.NoCache {
 		g.cache = newTokenCache(cfg.Tokens.CacheEntries, cfg.Tokens.Leeway)
+		g.rejects = newRejectCache(cfg.Tokens.CacheEntries)
 	}
 	for _, rt := range routes.routes {
 		g.routeCounters = append(g.routeCounters, &counters{route: rt.pattern})
@@ -216,7 +218,8 @@ type Decision struct {
 	Scope string
 	// TokenSent says the request carried a token (so the challenge names an error).
 	TokenSent bool
-	// Cached says the token was found in the verified-token cache.
+	// Cached says the decision came from the verified-token cache, or from the cache of
+	// tokens refused shortly before for the same reason.
 	Cached bool
 }
 
@@ -298,8 +301,20 @@ func (g *Gate) authorize(sh int, r *http.Request, all, anyOf []string, scope str
 			d.TokenSent = true
 			return
 		}
+		var key [32]byte
+		if g.rejects != nil {
+			key = sha256.Sum256([]byte(token))
+			if e := g.rejects.get(key, now); e != nil {
+				*d = keep(d, denied(e))
+				d.TokenSent, d.Cached = true, true
+				return
+			}
+		}
 		cl, e := g.verifier.verify(r.Context(), token)
 		if e != nil {
+			if g.rejects != nil && cacheable(e.Reason) {
+				g.rejects.put(key, e, now)
+			}
 			*d = keep(d, denied(e))
 			d.TokenSent, d.Claims = true, cl
 			return

@@ -138,11 +138,7 @@ func rawClaimValue(c *middleware.Claims, claim string) (string, bool) {
 	}
 	switch raw[0] {
 	case '"':
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return "", false
-		}
-		return s, true
+		return c.String(claim)
 	case '[':
 		var items []json.RawMessage
 		if json.Unmarshal(raw, &items) != nil {

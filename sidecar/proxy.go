@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/tokengate/tokengate/middleware"
@@ -61,6 +62,7 @@ func newProxy(l *Loaded, transport http.RoundTripper, log *slog.Logger, m *sidec
 		metrics:    m,
 	}
 	p.rp = &httputil.ReverseProxy{
+		BufferPool:     copyBuffers,
 		Rewrite:        p.rewrite,
 		Transport:      transport,
 		ModifyResponse: p.modifyResponse,
@@ -71,6 +73,16 @@ func newProxy(l *Loaded, transport http.RoundTripper, log *slog.Logger, m *sidec
 }
 
 func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.rp.ServeHTTP(w, r) }
+
+// copyBuffers lends ReverseProxy its 32 KiB copy buffers: without a pool it allocates
+// one per response, which at a few thousand requests a second keeps the garbage
+// collector busy.
+var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bufferPool struct{ pool sync.Pool }
+
+func (b *bufferPool) Get() []byte  { return *b.pool.Get().(*[]byte) }
+func (b *bufferPool) Put(p []byte) { b.pool.Put(&p) }
 
 // rewrite builds the upstream request. It runs after ReverseProxy has removed the
 // hop-by-hop headers, including any a client named in Connection, so a client cannot

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,8 @@ type Options struct {
 	// Listener and AdminListener, when set, are used instead of listening on the
 	// configuration's addresses (tests and the demo pick free ports this way).
 	Listener, AdminListener net.Listener
+	// Profiling serves net/http/pprof under /debug/pprof/ on the admin listener.
+	Profiling bool
 	// UpstreamTimeout bounds the wait for the upstream's response headers (then 504).
 	// A slow body is streamed for as long as it takes. Default 60 s.
 	UpstreamTimeout time.Duration
@@ -360,6 +363,11 @@ func (s *Sidecar) adminHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"alive"}` + "\n"))
 	})
+	if s.opts.Profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ok, why := s.Ready()
 		w.Header().Set("Content-Type", "application/json")

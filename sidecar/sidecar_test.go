@@ -62,7 +62,7 @@ type harness struct {
 	logs    *syncBuffer
 }
 
-func start(t *testing.T, extra string, opts ...func(*sidecar.Options)) *harness {
+func start(t testing.TB, extra string, opts ...func(*sidecar.Options)) *harness {
 	t.Helper()
 	as, err := jwkstest.NewServer(jwkstest.WithAudience(audience))
 	if err != nil {
@@ -100,7 +100,7 @@ func start(t *testing.T, extra string, opts ...func(*sidecar.Options)) *harness 
 	return h
 }
 
-func (h *harness) writeConfig(t *testing.T, extra string) {
+func (h *harness) writeConfig(t testing.TB, extra string) {
 	t.Helper()
 	cfg := fmt.Sprintf(baseConfig, h.as.Issuer, h.up.URL, audience) + extra
 	tmp := h.cfgPath + ".tmp"
@@ -147,7 +147,7 @@ func (h *harness) read() string {
 	return h.as.MustMint(jwkstest.Claims{"sub": "u1", "client_id": "c1", "scope": "orders:read"})
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

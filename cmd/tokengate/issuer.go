@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -30,9 +32,18 @@ func (c *clientFlag) Set(v string) error {
 	if err != nil {
 		return err
 	}
+	for _, have := range *c {
+		if have.ID == cl.ID {
+			// The server keeps one client per id: the second would silently win.
+			return fmt.Errorf("client %q is given twice", cl.ID)
+		}
+	}
 	*c = append(*c, cl)
 	return nil
 }
+
+// Redact hides the secret when an environment variable's value is shown in an error.
+func (c *clientFlag) Redact(v string) string { return redactSecret(v) }
 
 // parseClient reads id:secret:scope1,scope2. Scopes may themselves hold ':', so only
 // the first two separate fields.
@@ -44,15 +55,26 @@ func parseClient(v string) (jwkstest.Client, error) {
 	cl := jwkstest.Client{ID: parts[0], Secret: parts[1]}
 	if len(parts) == 3 {
 		for _, s := range strings.Split(parts[2], ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				if strings.ContainsAny(s, " \"\\") {
-					return jwkstest.Client{}, fmt.Errorf("scope %q has a space, quote or backslash (RFC 6749 §3.3)", s)
-				}
-				cl.Scopes = append(cl.Scopes, s)
+			if s = strings.TrimSpace(s); s == "" {
+				continue
 			}
+			if !validScope(s) {
+				return jwkstest.Client{}, fmt.Errorf("scope %q: a scope is printable ASCII without space, '\"' or '\\' (RFC 6749 §3.3)", s)
+			}
+			cl.Scopes = append(cl.Scopes, s)
 		}
 	}
 	return cl, nil
+}
+
+// validScope reports whether s is a scope-token: 1*NQCHAR of RFC 6749 §3.3.
+func validScope(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func redactSecret(v string) string {
@@ -63,35 +85,83 @@ func redactSecret(v string) string {
 	return strings.Join(parts, ":")
 }
 
+// checkListen refuses a host that is not loopback. The issuer URL is made from the
+// address the server listens on, so a wildcard host would name an issuer
+// (http://[::]:8081) that no client can reach, and tokengate trusts a plain-http issuer
+// only on loopback. It also keeps a server that hands out tokens to anyone on the
+// machine it runs on.
+func checkListen(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return errors.New("the host must be a loopback address (127.0.0.1, ::1 or localhost)")
+}
+
+// curlLine is a shell command that gets a token for c from tokenURL.
+func curlLine(c jwkstest.Client, tokenURL string) string {
+	args := []string{"curl", "-s", "-u", shellQuote(c.ID + ":" + c.Secret), "-d", "grant_type=client_credentials"}
+	if len(c.Scopes) > 0 {
+		// A form must encode the space between scopes, and scopes may hold '&', '+'
+		// or '%': --data-urlencode gets every one of them right.
+		args = append(args, "--data-urlencode", shellQuote("scope="+strings.Join(c.Scopes, " ")))
+	}
+	return strings.Join(append(args, shellQuote(tokenURL)), " ")
+}
+
+// shellQuote quotes s for a POSIX shell unless every byte of it is safe bare.
+func shellQuote(s string) string {
+	safe := s != ""
+	for i := 0; i < len(s) && safe; i++ {
+		c := s[i]
+		safe = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-_.,:/@%+=", c) >= 0
+	}
+	if safe {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
 func runIssuer(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("issuer", "A development OAuth 2.0 authorization server: discovery, a JWKS, a token endpoint for\nthe client_credentials grant, key rotation (every --rotate-every, and on SIGHUP).\nNever for production: anyone who can reach it gets tokens, and its keys live in memory.", stderr)
-	listen := fs.String("listen", "127.0.0.1:8081", "address to serve on (host:port; port 0 picks a free one)")
+	fs := newFlagSet("issuer", "A development OAuth 2.0 authorization server: discovery, a JWKS, a token endpoint for\nthe client_credentials grant, key rotation (every --rotate-every, and on SIGHUP).\nNever for production: anyone who can reach it gets tokens, and its keys live in memory.\nThe first line it prints is \"issuer: <URL>\".", stderr)
+	listen := fs.String("listen", "127.0.0.1:8081", "loopback address to serve on (host:port; port 0 picks a free one)")
 	audience := fs.String("audience", jwkstest.DefaultAudience, "aud of tokens whose request names no resource")
 	ttl := fs.Duration("token-ttl", 5*time.Minute, "lifetime of issued tokens")
 	alg := fs.String("alg", "RS256", "signing algorithm of generated keys (RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA)")
-	rotateEvery := fs.Duration("rotate-every", 0, "rotate the signing key on this interval (0: only on SIGHUP)")
+	rotateEvery := fs.Duration("rotate-every", 0, "rotate the signing key on this interval (0: only on SIGHUP); the previous key stays published")
 	var clients clientFlag
 	fs.Var(&clients, "client", "a client id:secret:scope1,scope2 (repeatable; default demo-client:demo-secret:orders:read,orders:write)")
 	if code, exit := parseOrExit(fs, args, stderr); exit {
 		return code
 	}
-	if *ttl <= 0 || *rotateEvery < 0 {
-		fmt.Fprintln(stderr, "tokengate issuer: --token-ttl must be positive and --rotate-every not negative")
+	usageErr := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "tokengate issuer: "+format+"\n", a...)
 		return exitUsage
+	}
+	if *ttl <= 0 {
+		return usageErr("%s %s: must be positive", fs.ref("token-ttl"), *ttl)
+	}
+	if *rotateEvery < 0 {
+		return usageErr("%s %s: must not be negative", fs.ref("rotate-every"), *rotateEvery)
+	}
+	if err := checkListen(*listen); err != nil {
+		return usageErr("%s %q: %v", fs.ref("listen"), *listen, err)
 	}
 	if len(clients) == 0 {
 		clients = clientFlag{{ID: "demo-client", Secret: "demo-secret", Scopes: []string{"orders:read", "orders:write"}}}
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-
 	key, err := jwkstest.GenerateKey(strings.ToLower(*alg)+"-1", *alg)
 	if err != nil {
-		fmt.Fprintf(stderr, "tokengate issuer: --alg: %v\n", err)
-		return exitUsage
+		return usageErr("%s %q: %v", fs.ref("alg"), *alg, err)
 	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+
 	srv, err := jwkstest.NewServer(jwkstest.WithListen(*listen), jwkstest.WithKeys(key), jwkstest.WithAudience(*audience))
 	if err != nil {
-		fmt.Fprintf(stderr, "tokengate issuer: --listen %s: %v\n", *listen, err)
+		fmt.Fprintf(stderr, "tokengate issuer: %s %s: %v\n", fs.ref("listen"), *listen, err)
 		return exitFail
 	}
 	defer srv.Close()
@@ -100,17 +170,8 @@ func runIssuer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		srv.AddClient(c)
 	}
 
-	fmt.Fprint(stderr, `
-  !!  tokengate issuer is a DEVELOPMENT authorization server.
-  !!  Anyone who can reach it gets tokens, and its keys live in memory only.
-  !!  Never use it in production.
-
-`)
-	first := clients[0]
-	fmt.Fprintf(stdout, "issuer: %s\njwks: %s\ntoken: %s\n\nGet a token for %s:\n  curl -s -u %s:%s -d grant_type=client_credentials -d scope=%q %s\n",
-		srv.Issuer, srv.JWKSURI(), srv.TokenURL(), first.ID, first.ID, first.Secret, strings.Join(first.Scopes, " "), srv.TokenURL())
-
-	// SIGHUP rotates at once; the channel is ours and stops with the command.
+	// Before the URLs are printed: a script that reads them and sends SIGHUP at once
+	// must get a rotation, not SIGHUP's default action, which ends the process.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -120,6 +181,21 @@ func runIssuer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		defer t.Stop()
 		tick = t.C
 	}
+
+	fmt.Fprint(stderr, `
+  !!  tokengate issuer is a DEVELOPMENT authorization server.
+  !!  Anyone who can reach it gets tokens, and its keys live in memory only.
+  !!  Never use it in production.
+
+`)
+	if *rotateEvery > 0 && *rotateEvery < *ttl {
+		log.Warn("a key is unpublished two rotations after it starts signing, so tokens may stop verifying before they expire; make --rotate-every at least --token-ttl",
+			"rotate_every", *rotateEvery, "token_ttl", *ttl)
+	}
+	first := clients[0]
+	fmt.Fprintf(stdout, "issuer: %s\njwks: %s\ntoken: %s\naudience: %s\n\nGet a token for %s:\n  %s\n",
+		srv.Issuer, srv.JWKSURI(), srv.TokenURL(), *audience, first.ID, curlLine(first, srv.TokenURL()))
+
 	previous := key.KID
 	for {
 		select {
@@ -135,13 +211,15 @@ func runIssuer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			continue
 		}
 		// Tokens signed by the previous key keep verifying until they expire; the
-		// one before that has had a full rotation interval to age out.
+		// one before it has had a full rotation interval to age out.
+		var unpublished []string
 		for _, old := range srv.Published() {
 			if old != next.KID && old != previous {
 				srv.Publish(old, false)
+				unpublished = append(unpublished, old)
 			}
 		}
-		log.Info("signing key rotated", "kid", next.KID, "previous", previous)
+		log.Info("signing key rotated", "kid", next.KID, "previous", previous, "unpublished", strings.Join(unpublished, ","))
 		previous = next.KID
 	}
 }

@@ -56,6 +56,7 @@ func runSidecar(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.StringVar(&o.Upstream, "upstream", "", "override the file's upstream URL")
 	checkOnly := fs.Bool("check-config", false, "validate the configuration file and exit (0 valid, 2 not)")
 	drain := fs.Duration("drain-timeout", 25*time.Second, "how long requests in flight may finish after SIGTERM")
+	profiling := fs.Bool("pprof", false, "serve Go's profiler under /debug/pprof/ on the admin address")
 	var lf logFlags
 	lf.register(fs)
 	if code, exit := parseOrExit(fs, args, stderr); exit {
@@ -80,7 +81,7 @@ func runSidecar(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitOK
 	}
 	ver, _ := buildVersion()
-	sc, err := sidecar.New(loaded, sidecar.Options{Logger: log, Version: ver, ConfigPath: *config, Overrides: o, DrainTimeout: *drain})
+	sc, err := sidecar.New(loaded, sidecar.Options{Logger: log, Version: ver, ConfigPath: *config, Overrides: o, DrainTimeout: *drain, Profiling: *profiling})
 	if err != nil {
 		log.Error("cannot start", "error", err)
 		return exitFail
