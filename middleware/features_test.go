@@ -438,6 +438,8 @@ func TestLogs(t *testing.T) {
 	e.do("GET", "/orders/1", bearer(ok))
 	e.do("GET", "/orders/1", bearer(bad))
 	e.do("GET", "/orders/1", "Authorization: Bearer "+strings.Repeat("a", 20)+"."+"b")
+	unknown := e.as.MustMint(jwkstest.Claims{"scope": "orders:read"}, jwkstest.WithHeader(jwkstest.Claims{"kid": "k-\"gone\""}))
+	e.do("GET", "/orders/1", bearer(unknown))
 	mu.Lock()
 	logs := buf.String()
 	mu.Unlock()
@@ -445,12 +447,13 @@ func TestLogs(t *testing.T) {
 		`"level":"DEBUG","msg":"request allowed","decision":"allowed","reason":"ok","route":"GET /orders/{id}"`,
 		`"level":"INFO","msg":"request denied","decision":"denied","reason":"audience"`,
 		`"subject_hash":"`,
+		`"reason":"unknown_key","route":"GET /orders/{id}","method":"GET","issuer":"` + e.as.Issuer + `","kid":"k-\"gone\""`,
 	} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %s:\n%s", want, logs)
 		}
 	}
-	for _, secret := range []string{ok, bad, "eyJ", "alice", strings.Repeat("a", 20)} {
+	for _, secret := range []string{ok, bad, unknown, "eyJ", "alice", strings.Repeat("a", 20)} {
 		if strings.Contains(logs, secret) {
 			t.Fatalf("logs hold %q (B16)", secret[:min(len(secret), 20)])
 		}

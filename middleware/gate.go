@@ -491,11 +491,18 @@ func (g *Gate) logDecision(r *http.Request, d Decision) {
 		slog.String("route", d.Route),
 		slog.String("method", r.Method),
 	}
+	var e *Error
+	if errors.As(d.Err, &e) && e.Issuer != "" && d.Claims == nil {
+		attrs = append(attrs, slog.String("issuer", e.Issuer))
+	}
 	if d.Claims != nil {
 		attrs = append(attrs, slog.String("issuer", d.Claims.Issuer), slog.String("subject_hash", hashSubject(d.Claims.Subject)))
 		if d.Claims.ClientID != "" {
 			attrs = append(attrs, slog.String("client_id", truncate(d.Claims.ClientID, 128)))
 		}
+	}
+	if e != nil && e.KeyID != "" {
+		attrs = append(attrs, slog.String("kid", truncate(e.KeyID, 64)))
 	}
 	if d.Err != nil && d.Reason != ReasonMissingToken && d.Reason != ReasonNoRoute {
 		attrs = append(attrs, slog.String("error", truncate(d.Err.Error(), 256)))

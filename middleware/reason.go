@@ -85,6 +85,9 @@ var (
 type Error struct {
 	Reason Reason
 	Err    error
+	// Issuer and KeyID are the configured issuer and the kid the token named, when
+	// verification got that far; unverified, for logs only.
+	Issuer, KeyID string
 }
 
 func (e *Error) Error() string {

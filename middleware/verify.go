@@ -109,6 +109,7 @@ func (v *verifier) verify(ctx context.Context, token string) (*Claims, *Error) {
 	}
 
 	claims := &Claims{}
+	var issuer, kid string
 	_, err := v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
 		if !claims.decoded {
 			// encoding/json does not call UnmarshalJSON for a null payload.
@@ -119,6 +120,8 @@ func (v *verifier) verify(ctx context.Context, token string) (*Claims, *Error) {
 			return nil, errUnknownIssuer
 		}
 		claims.policy = p
+		issuer = p.issuer
+		kid, _ = t.Header["kid"].(string)
 		if err := checkType(t.Header["typ"], p.atJWT); err != nil {
 			return nil, err
 		}
@@ -126,6 +129,7 @@ func (v *verifier) verify(ctx context.Context, token string) (*Claims, *Error) {
 	})
 	if err != nil {
 		e := classify(err)
+		e.Issuer, e.KeyID = issuer, kid
 		// Claim errors come only after a good signature: the claims are the issuer's.
 		if errors.Is(err, jwt.ErrTokenInvalidClaims) {
 			return claims, e

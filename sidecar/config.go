@@ -434,9 +434,7 @@ func (c Config) resolve(forSidecar bool) (*Loaded, []error) {
 		gc.Routes = append(gc.Routes, middleware.Route{Match: r.Match, Public: r.Public, Scopes: r.Scopes, AnyScopes: r.AnyScopes, Shadow: r.Shadow})
 	}
 	if err := middleware.Validate(gc); err != nil {
-		for _, e := range flatten(err) {
-			errs = append(errs, e)
-		}
+		errs = append(errs, flatten(err)...)
 	}
 	l.Gate = gc
 	return l, errs
