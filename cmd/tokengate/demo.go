@@ -44,9 +44,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	once := fs.Bool("once", false, "exit after printing the four outcomes instead of serving")
 	showConfig := fs.Bool("print-config", false, "also print the configuration file the demo runs with")
 	var lf logFlags
-	lf.register(fs)
-	fs.Lookup("log-level").DefValue = "warn"
-	_ = fs.Set("log-level", "warn")
+	lf.register(fs, "warn")
 	if code, exit := parseOrExit(fs, args, stderr); exit {
 		return code
 	}

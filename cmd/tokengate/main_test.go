@@ -151,7 +151,7 @@ func TestEnvironmentFlags(t *testing.T) {
 func TestEnvironmentExitCodes(t *testing.T) {
 	for _, tc := range []struct {
 		name, variable, value string
-		command               string // with code; without: issuer, exitUsage
+		command               []string // with code; without: issuer, exitUsage
 		code                  int
 		want                  []string
 		secret                string
@@ -164,16 +164,19 @@ func TestEnvironmentExitCodes(t *testing.T) {
 			name: "bad client", variable: "TOKENGATE_CLIENT", value: "c1:hunter2:orders read",
 			want: []string{`$TOKENGATE_CLIENT: invalid value "c1:***:orders read" for --client`, `scope "orders read"`}, secret: "hunter2",
 		},
-		{name: "log level of the demo", variable: "TOKENGATE_LOG_LEVEL", value: "loud", command: "demo", code: exitUsage, want: []string{`--log-level "loud"`}},
-		{name: "another command's variable", variable: "TOKENGATE_TOKEN_TTL", value: "soon", command: "version", code: exitOK},
+		{name: "log level of the demo", variable: "TOKENGATE_LOG_LEVEL", value: "loud", command: []string{"demo", "--once"}, code: exitUsage, want: []string{`--log-level "loud"`}},
+		{name: "another command's variable", variable: "TOKENGATE_TOKEN_TTL", value: "soon", command: []string{"version"}, code: exitOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv(tc.variable, tc.value)
-			if tc.command == "" {
-				tc.command, tc.code = "issuer", exitUsage
+			if tc.command == nil {
+				tc.command, tc.code = []string{"issuer"}, exitUsage
 			}
+			// A command that wrongly accepts the environment must not serve for ever.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
 			var stderr bytes.Buffer
-			if got := run(context.Background(), []string{tc.command}, io.Discard, &stderr); got != tc.code {
+			if got := run(ctx, tc.command, io.Discard, &stderr); got != tc.code {
 				t.Fatalf("exit %d, want %d; stderr:\n%s", got, tc.code, stderr.String())
 			}
 			for _, want := range tc.want {

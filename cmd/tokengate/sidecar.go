@@ -15,10 +15,11 @@ import (
 // logFlags are the logging flags every long-running command shares.
 type logFlags struct{ level, format string }
 
+// register adds the flags to fs, with level as the default log level.
 func (l *logFlags) register(fs interface {
 	StringVar(p *string, name, value, usage string)
-}) {
-	fs.StringVar(&l.level, "log-level", "info", "debug, info, warn or error")
+}, level string) {
+	fs.StringVar(&l.level, "log-level", level, "debug, info, warn or error")
 	fs.StringVar(&l.format, "log-format", "auto", "json, text, or auto (text on a terminal, JSON otherwise)")
 }
 
@@ -58,7 +59,7 @@ func runSidecar(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	drain := fs.Duration("drain-timeout", 25*time.Second, "how long requests in flight may finish after SIGTERM")
 	profiling := fs.Bool("pprof", false, "serve Go's profiler under /debug/pprof/ on the admin address")
 	var lf logFlags
-	lf.register(fs)
+	lf.register(fs, "info")
 	if code, exit := parseOrExit(fs, args, stderr); exit {
 		return code
 	}
