@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -103,7 +104,9 @@ func checkListen(addr string) error {
 
 // curlLine is a shell command that gets a token for c from tokenURL.
 func curlLine(c jwkstest.Client, tokenURL string) string {
-	args := []string{"curl", "-s", "-u", shellQuote(c.ID + ":" + c.Secret), "-d", "grant_type=client_credentials"}
+	// Basic credentials are form-encoded first (RFC 6749 §2.3.1); curl does not do it.
+	creds := url.QueryEscape(c.ID) + ":" + url.QueryEscape(c.Secret)
+	args := []string{"curl", "-s", "-u", shellQuote(creds), "-d", "grant_type=client_credentials"}
 	if len(c.Scopes) > 0 {
 		// A form must encode the space between scopes, and scopes may hold '&', '+'
 		// or '%': --data-urlencode gets every one of them right.

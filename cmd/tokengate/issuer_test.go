@@ -78,7 +78,9 @@ func TestCurlLine(t *testing.T) {
 	}{
 		{"c1", "s1", []string{"orders:read", "orders:write"}, "curl -s -u c1:s1 -d grant_type=client_credentials --data-urlencode 'scope=orders:read orders:write' http://127.0.0.1:1/token"},
 		{"c1", "s1", []string{"a&b"}, "curl -s -u c1:s1 -d grant_type=client_credentials --data-urlencode 'scope=a&b' http://127.0.0.1:1/token"},
-		{"c1", "it's $x", nil, `curl -s -u 'c1:it'\''s $x' -d grant_type=client_credentials http://127.0.0.1:1/token`},
+		// Form-encoded first (RFC 6749 §2.3.1), then quoted for the shell where needed.
+		{"c1", "it's $x", nil, `curl -s -u c1:it%27s+%24x -d grant_type=client_credentials http://127.0.0.1:1/token`},
+		{"c 1", "s", nil, `curl -s -u c+1:s -d grant_type=client_credentials http://127.0.0.1:1/token`},
 	} {
 		got := curlLine(jwkstest.Client{ID: tc.id, Secret: tc.secret, Scopes: tc.scopes}, "http://127.0.0.1:1/token")
 		if got != tc.want {

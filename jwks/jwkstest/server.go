@@ -109,8 +109,8 @@ func WithAudience(aud string) Option { return func(c *config) { c.audience = aud
 // WithClock sets the clock of iat and exp.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
 
-// WithListen serves on this loopback address (for example 127.0.0.1:9000) instead of
-// a free port.
+// WithListen serves on this address (for example 127.0.0.1:9000) instead of a free
+// loopback port. The issuer URL is made from it, so it should be one clients can reach.
 func WithListen(addr string) Option { return func(c *config) { c.listen = addr } }
 
 // NewServer starts a server. Unless WithKeys says otherwise it has three published keys:
@@ -181,7 +181,8 @@ func MustNewServer(opts ...Option) *Server {
 	return s
 }
 
-// Close shuts the server down, waiting for requests in flight.
+// Close shuts the server down: open connections are cut, then it waits for handlers to
+// return.
 func (s *Server) Close() {
 	s.srv.CloseClientConnections()
 	s.srv.Close()
@@ -283,12 +284,29 @@ func (s *Server) SetSigningKey(kid string) {
 }
 
 // Rotate generates a key of the same algorithm as the signing key, publishes it and
-// makes it the signing key. The old key stays published until Publish(old, false).
+// makes it the signing key at once. The old key stays published until
+// Publish(old, false). A resource server learns the new key from its first token
+// (through an unknown-kid refresh, which it rate-limits); to publish a key ahead of
+// using it, call AddKey and, later, SetSigningKey.
 func (s *Server) Rotate() (*Key, error) {
 	s.mu.Lock()
-	old, _ := s.keyLocked(s.signing)
-	s.rotations++
-	kid := fmt.Sprintf("%s-r%d", strings.SplitN(old.KID, "-r", 2)[0], s.rotations)
+	old, ok := s.keyLocked(s.signing)
+	if !ok {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("jwkstest: the signing key %q is not a known key", s.signing)
+	}
+	base := old.KID
+	if i := strings.LastIndex(base, "-r"); i > 0 {
+		base = base[:i]
+	}
+	var kid string
+	for {
+		s.rotations++
+		kid = fmt.Sprintf("%s-r%d", base, s.rotations)
+		if _, taken := s.keyLocked(kid); !taken {
+			break
+		}
+	}
 	s.mu.Unlock()
 	k, err := GenerateKey(kid, old.Alg)
 	if err != nil {
@@ -498,6 +516,14 @@ func (s *Server) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	slices.Sort(scopes)
+	s.mu.Lock()
+	var algs []string
+	for _, k := range s.keys {
+		if s.published[k.KID] && !slices.Contains(algs, k.Alg) {
+			algs = append(algs, k.Alg)
+		}
+	}
+	s.mu.Unlock()
 	meta := map[string]any{
 		"issuer":                                iss,
 		"jwks_uri":                              s.JWKSURI(),
@@ -506,7 +532,7 @@ func (s *Server) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		"response_types_supported":              []string{"token"},
 		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": []string{"RS256"},
+		"id_token_signing_alg_values_supported": algs,
 	}
 	if scopes = slices.Compact(scopes); len(scopes) > 0 {
 		meta["scopes_supported"] = scopes

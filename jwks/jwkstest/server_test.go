@@ -167,6 +167,17 @@ func TestMintAndRotate(t *testing.T) {
 	if err != nil || parsed.Header["kid"] != k.KID || k.KID == "rsa-1" {
 		t.Fatalf("after rotation: %v %v", parsed.Header, err)
 	}
+	// Rotation never reuses a kid, whatever the existing kids look like.
+	s.AddKey(jwkstest.MustGenerateKey(k.KID[:len(k.KID)-1]+"2", "RS256"), true)
+	k2, err := s.Rotate()
+	if err != nil || k2.KID == k.KID || k2.KID == k.KID[:len(k.KID)-1]+"2" {
+		t.Fatalf("second rotation: %v %v", k2, err)
+	}
+	s.SetSigningKey("missing")
+	if _, err := s.Rotate(); err == nil {
+		t.Fatal("rotation from an unknown signing key")
+	}
+	s.SetSigningKey(k2.KID)
 	if _, err := s.Mint(nil, jwkstest.WithKey("nope")); err == nil {
 		t.Fatal("minted with an unknown key")
 	}
@@ -206,6 +217,16 @@ func TestTokenEndpoint(t *testing.T) {
 	c := parsed.Claims.(jwt.MapClaims)
 	if c["aud"] != "https://b.example" || c["client_id"] != "c1" || c["scope"] != "orders:read" {
 		t.Fatalf("claims %v", c)
+	}
+	// Basic credentials are form-encoded (RFC 6749 §2.3.1).
+	s.AddClient(jwkstest.Client{ID: "c+2", Secret: "a b&c", Scopes: []string{"x"}})
+	req, _ := http.NewRequest("POST", s.TokenURL(), strings.NewReader("grant_type=client_credentials"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape("c+2"), url.QueryEscape("a b&c"))
+	if resp, err := s.Client().Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("form-encoded Basic credentials: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	code, m = post(url.Values{"grant_type": {"client_credentials"}, "client_id": {"c1"}, "client_secret": {"s1"}}, false)
 	if code != 200 || m["scope"] != "orders:read orders:write" {
