@@ -29,6 +29,7 @@ var commands = []command{
 	{"sidecar", "the reverse proxy in front of an API: forwards only authorized requests (the main job)", runSidecar},
 	{"demo", "run tokengate end to end on loopback and show an allowed, an expired, a wrong-scope and a missing token", runDemo},
 	{"check", "explain the decision for one token and request with a configuration file (exit 0 allowed, 1 denied)", runCheck},
+	{"inject", "the Kubernetes admission webhook that adds the sidecar to labelled pods", runInject},
 	{"issuer", "a development authorization server: discovery, JWKS, client_credentials tokens, key rotation (never for production)", runIssuer},
 	{"version", "print the version, commit and Go version", runVersion},
 }

@@ -1,0 +1,51 @@
+package inject
+
+// The label and annotations a pod uses to ask for tokengate, in one place. A pod opts in
+// with the label (a label, so that the webhook's objectSelector keeps every other pod
+// away from it) and says how with annotations.
+const (
+	// LabelInject opts a pod in: "true". "false" opts out; any other value is refused,
+	// because a pod that tried to ask for protection must not start without it.
+	LabelInject = "tokengate.io/inject"
+
+	// AnnotationUpstreamPort is the port the pod's API listens on, on 127.0.0.1
+	// (required). The sidecar forwards allowed requests there.
+	AnnotationUpstreamPort = "tokengate.io/upstream-port"
+
+	// AnnotationConfig names the ConfigMap, in the pod's namespace, that holds the
+	// configuration file under the key "tokengate.yaml" (required).
+	AnnotationConfig = "tokengate.io/config"
+
+	// AnnotationImage overrides the sidecar image.
+	AnnotationImage = "tokengate.io/image"
+
+	// AnnotationPort is the port clients (the Service) connect to [8000].
+	AnnotationPort = "tokengate.io/port"
+
+	// AnnotationAdminPort is the port of /metrics, /healthz and /readyz [9090].
+	AnnotationAdminPort = "tokengate.io/admin-port"
+
+	// AnnotationLogLevel is the sidecar's log level: debug, info, warn or error [info].
+	AnnotationLogLevel = "tokengate.io/log-level"
+
+	// AnnotationCPURequest, AnnotationMemoryRequest and AnnotationMemoryLimit override
+	// the sidecar's resources (Kubernetes quantities such as "50m" or "64Mi").
+	AnnotationCPURequest    = "tokengate.io/cpu-request"
+	AnnotationMemoryRequest = "tokengate.io/memory-request"
+	AnnotationMemoryLimit   = "tokengate.io/memory-limit"
+
+	// AnnotationStatus marks an injected pod: "injected". The webhook leaves a pod so
+	// marked alone, so that injecting twice cannot happen.
+	AnnotationStatus = "tokengate.io/status"
+	StatusInjected   = "injected"
+)
+
+// Names the webhook adds to a pod.
+const (
+	ContainerName  = "tokengate"
+	PortName       = "tokengate"
+	AdminPortName  = "tokengate-admin"
+	VolumeName     = "tokengate-config"
+	ConfigMountDir = "/etc/tokengate"
+	ConfigFileKey  = "tokengate.yaml"
+)

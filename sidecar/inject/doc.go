@@ -1,0 +1,23 @@
+// Package inject is the Kubernetes mutating admission webhook that adds the tokengate
+// sidecar to the pods that ask for it.
+//
+// A pod opts in with the label tokengate.io/inject: "true" and says how with
+// annotations (see annotations.go): the port its API listens on, on 127.0.0.1, and the
+// ConfigMap that holds its tokengate configuration. The webhook adds the sidecar as a
+// native sidecar (an init container with restartPolicy Always, first among the init
+// containers, with a startup probe), so that it serves before the API takes traffic;
+// ports tokengate and tokengate-admin; liveness on /healthz and readiness on /readyz;
+// resource requests and a memory limit; a read-only root file system, a non-root user,
+// no privilege escalation, every capability dropped; the ConfigMap volume; and the
+// annotation tokengate.io/status: injected, which makes a second injection a no-op.
+//
+// A pod that asks with annotations that cannot work is refused, with a message that
+// lists every problem and how to fix it: an API that asked for protection never starts
+// unprotected.
+//
+// # Layout
+//
+// Patch is a pure function from a pod to a JSON Patch; Webhook is the AdmissionReview
+// plumbing around it; Server serves it over TLS (re-reading its certificate when the
+// files change) with /metrics, /healthz and /readyz on a separate listener.
+package inject
