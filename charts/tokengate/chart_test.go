@@ -1,0 +1,485 @@
+// Package chart_test renders the Helm chart with a real Helm, built from the Go module
+// proxy at the version pinned in tools/helm, and checks what it renders: every object
+// decoded strictly into its Kubernetes type, every alert and dashboard query parsed by
+// Prometheus' own PromQL parser, and the properties DESIGN.md asks for.
+package chart_test
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/prometheus/promql/parser"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+)
+
+var (
+	helmOnce sync.Once
+	helmPath string
+	helmErr  error
+)
+
+// helm returns the Helm binary: $TOKENGATE_HELM, or the one tools/build makes (and
+// keeps in .tools/bin: the first build takes a few minutes).
+func helm(t *testing.T) string {
+	t.Helper()
+	helmOnce.Do(func() {
+		if p := os.Getenv("TOKENGATE_HELM"); p != "" {
+			helmPath = p
+			return
+		}
+		out, err := exec.Command("../../tools/build", "helm").Output()
+		if err != nil {
+			helmErr = fmt.Errorf("building helm: %v", err)
+			return
+		}
+		helmPath = filepath.Join(strings.TrimSpace(string(out)), "helm")
+	})
+	if helmErr != nil {
+		t.Fatal(helmErr)
+	}
+	return helmPath
+}
+
+// readChart reads every file of the chart, so that Go's test cache knows them: Helm
+// reads them in another process, which the cache does not see, and an edited template
+// must not leave a cached "ok" behind.
+func readChart(t *testing.T) {
+	t.Helper()
+	err := filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			_, err = os.ReadFile(path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	readChart(t)
+	cmd := exec.Command(helm(t), args...)
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if err != nil {
+		return out.String() + errOut.String(), err
+	}
+	return out.String(), nil
+}
+
+const namespace = "tokengate-system"
+
+// valueSets are the configurations the chart is rendered with.
+var valueSets = map[string][]string{
+	"defaults":                  nil,
+	"cert-manager, self-signed": {"certificates.certManager.enabled=true"},
+	"cert-manager, own issuer":  {"certificates.certManager.enabled=true", "certificates.certManager.issuerRef.name=corp-ca", "certificates.certManager.issuerRef.kind=ClusterIssuer"},
+	"monitoring": {"monitoring.serviceMonitor.enabled=true", "monitoring.podMonitor.enabled=true",
+		"monitoring.prometheusRule.enabled=true", "monitoring.dashboard.enabled=true", "monitoring.serviceMonitor.labels.release=prom"},
+	"customised": {"injector.replicas=3", "webhook.excludedNamespaces={legacy,batch}", "fullnameOverride=gate",
+		"image.tag=v9.9.9", "injector.priorityClassName=system-cluster-critical", "sidecar.memoryLimit=128Mi"},
+}
+
+// object is a rendered object: its kind and its JSON.
+type object struct {
+	kind, name string
+	json       []byte
+}
+
+func render(t *testing.T, set []string) []object {
+	t.Helper()
+	args := []string{"template", "rel", ".", "--namespace", namespace, "--kube-version", "1.33.0"}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	out, err := run(t, args...)
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
+	}
+	var objs []object
+	for _, doc := range strings.Split(out, "\n---") {
+		j, err := yaml.YAMLToJSON([]byte(doc))
+		if err != nil {
+			t.Fatalf("not YAML: %v\n%s", err, doc)
+		}
+		if string(j) == "null" {
+			continue
+		}
+		var meta struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		}
+		_ = json.Unmarshal(j, &meta)
+		objs = append(objs, object{meta.Kind, meta.Metadata.Name, j})
+	}
+	return objs
+}
+
+// strict decodes an object into its type, refusing fields the type does not have.
+func strict(t *testing.T, o object, into any) {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(o.json))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(into); err != nil {
+		t.Fatalf("%s %s does not decode strictly: %v\n%s", o.kind, o.name, err, o.json)
+	}
+}
+
+// The custom resources the chart renders, as far as it uses them: decoding strictly
+// into these catches a misspelt field.
+type (
+	crdMeta struct {
+		APIVersion string            `json:"apiVersion"`
+		Kind       string            `json:"kind"`
+		Metadata   metav1.ObjectMeta `json:"metadata"`
+	}
+	serviceMonitor struct {
+		crdMeta
+		Spec struct {
+			Selector  metav1.LabelSelector `json:"selector"`
+			Endpoints []struct {
+				Port, Path, Interval string
+			} `json:"endpoints"`
+		} `json:"spec"`
+	}
+	podMonitor struct {
+		crdMeta
+		Spec struct {
+			NamespaceSelector struct {
+				Any bool `json:"any"`
+			} `json:"namespaceSelector"`
+			Selector            metav1.LabelSelector `json:"selector"`
+			PodMetricsEndpoints []struct {
+				Port, Path, Interval string
+			} `json:"podMetricsEndpoints"`
+		} `json:"spec"`
+	}
+	prometheusRule struct {
+		crdMeta
+		Spec struct {
+			Groups []struct {
+				Name  string `json:"name"`
+				Rules []struct {
+					Alert       string            `json:"alert"`
+					Expr        string            `json:"expr"`
+					For         string            `json:"for"`
+					Labels      map[string]string `json:"labels"`
+					Annotations map[string]string `json:"annotations"`
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"spec"`
+	}
+	certificate struct {
+		crdMeta
+		Spec struct {
+			IsCA        bool     `json:"isCA"`
+			CommonName  string   `json:"commonName"`
+			SecretName  string   `json:"secretName"`
+			DNSNames    []string `json:"dnsNames"`
+			Duration    string   `json:"duration"`
+			RenewBefore string   `json:"renewBefore"`
+			PrivateKey  struct {
+				Algorithm string `json:"algorithm"`
+				Size      int    `json:"size"`
+			} `json:"privateKey"`
+			IssuerRef struct{ Name, Kind, Group string } `json:"issuerRef"`
+		} `json:"spec"`
+	}
+	issuer struct {
+		crdMeta
+		Spec struct {
+			SelfSigned *struct{} `json:"selfSigned"`
+			CA         *struct {
+				SecretName string `json:"secretName"`
+			} `json:"ca"`
+		} `json:"spec"`
+	}
+)
+
+var promql = parser.NewParser(parser.Options{})
+
+func TestLint(t *testing.T) {
+	for name, set := range valueSets {
+		t.Run(name, func(t *testing.T) {
+			args := []string{"lint", "--strict", ".", "--namespace", namespace, "--kube-version", "1.33.0"}
+			for _, s := range set {
+				args = append(args, "--set", s)
+			}
+			if out, err := run(t, args...); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+		})
+	}
+}
+
+func TestSchemaRefusesBadValues(t *testing.T) {
+	for name, set := range map[string]string{
+		"unknown key":         "webhook.failurePolicyy=Fail",
+		"failure policy":      "webhook.failurePolicy=Maybe",
+		"timeout":             "webhook.timeoutSeconds=60",
+		"log level":           "sidecar.logLevel=loud",
+		"quantity":            "sidecar.memoryLimit=lots",
+		"replicas":            "injector.replicas=0",
+		"namespace name":      "webhook.excludedNamespaces={Not_A_Name}",
+		"ratio":               "monitoring.prometheusRule.rejectionRatio=2",
+		"issuer kind":         "certificates.certManager.issuerRef.kind=Vault",
+		"unknown monitor key": "monitoring.podMonitor.intervall=1m",
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, err := run(t, "template", "rel", ".", "--kube-version", "1.33.0", "--set", set)
+			if err == nil || !strings.Contains(out, "values don't meet the specifications of the schema") {
+				t.Fatalf("accepted %s: %v\n%s", set, err, out)
+			}
+		})
+	}
+}
+
+func TestRenderedObjects(t *testing.T) {
+	for name, set := range valueSets {
+		t.Run(name, func(t *testing.T) {
+			objs := render(t, set)
+			kinds := map[string]int{}
+			for _, o := range objs {
+				kinds[o.kind]++
+				switch o.kind {
+				case "Deployment":
+					var d appsv1.Deployment
+					strict(t, o, &d)
+					checkDeployment(t, &d, set)
+				case "Service":
+					var s corev1.Service
+					strict(t, o, &s)
+				case "ServiceAccount":
+					var sa corev1.ServiceAccount
+					strict(t, o, &sa)
+					if sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
+						t.Error("the injector's service account mounts a token it does not need")
+					}
+				case "Secret":
+					var s corev1.Secret
+					strict(t, o, &s)
+					checkGeneratedTLS(t, &s, objs)
+				case "ConfigMap":
+					var cm corev1.ConfigMap
+					strict(t, o, &cm)
+					checkDashboard(t, cm.Data["tokengate.json"])
+				case "PodDisruptionBudget":
+					var pdb policyv1.PodDisruptionBudget
+					strict(t, o, &pdb)
+					if pdb.Spec.MinAvailable.IntValue() < 1 {
+						t.Error("the PDB lets every replica go")
+					}
+				case "MutatingWebhookConfiguration":
+					var m admissionregistrationv1.MutatingWebhookConfiguration
+					strict(t, o, &m)
+					checkWebhook(t, &m, set)
+				case "ServiceMonitor":
+					var sm serviceMonitor
+					strict(t, o, &sm)
+				case "PodMonitor":
+					var pm podMonitor
+					strict(t, o, &pm)
+					if pm.Spec.PodMetricsEndpoints[0].Port != "tokengate-admin" || !pm.Spec.NamespaceSelector.Any {
+						t.Error("the PodMonitor does not scrape every injected sidecar's admin port")
+					}
+				case "PrometheusRule":
+					var pr prometheusRule
+					strict(t, o, &pr)
+					checkRules(t, &pr)
+				case "Certificate":
+					var c certificate
+					strict(t, o, &c)
+				case "Issuer":
+					var i issuer
+					strict(t, o, &i)
+				default:
+					t.Errorf("unexpected kind %s", o.kind)
+				}
+			}
+			for _, k := range []string{"Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "MutatingWebhookConfiguration"} {
+				if kinds[k] != 1 {
+					t.Errorf("%d %s, want 1", kinds[k], k)
+				}
+			}
+			if cm := slices.Contains(set, "certificates.certManager.enabled=true"); cm && kinds["Secret"] != 0 || !cm && kinds["Secret"] != 1 {
+				t.Errorf("%d generated Secrets with cert-manager %v", kinds["Secret"], cm)
+			}
+		})
+	}
+}
+
+func has(set []string, s string) bool { return slices.Contains(set, s) }
+
+func checkDeployment(t *testing.T, d *appsv1.Deployment, set []string) {
+	t.Helper()
+	want := int32(2)
+	if has(set, "injector.replicas=3") {
+		want = 3
+	}
+	if *d.Spec.Replicas != want {
+		t.Errorf("replicas %d, want %d", *d.Spec.Replicas, want)
+	}
+	p := d.Spec.Template.Spec
+	if p.Affinity == nil || p.Affinity.PodAntiAffinity == nil {
+		t.Error("replicas are not spread over nodes")
+	}
+	c := p.Containers[0]
+	sc := c.SecurityContext
+	if p.SecurityContext == nil || !*p.SecurityContext.RunAsNonRoot || !*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation || sc.Capabilities.Drop[0] != "ALL" {
+		t.Error("the injector is not locked down")
+	}
+	if c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
+		t.Error("liveness and readiness probes")
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Error("resources")
+	}
+	if c.Args[0] != "inject" || !slices.Contains(c.Args, "--tls-cert=/etc/tokengate/tls/tls.crt") {
+		t.Errorf("args %v", c.Args)
+	}
+	if has(set, "image.tag=v9.9.9") && (!strings.HasSuffix(c.Image, ":v9.9.9") || !slices.Contains(c.Args, "--sidecar-image="+c.Image)) {
+		t.Errorf("image %s args %v", c.Image, c.Args)
+	}
+	if has(set, "sidecar.memoryLimit=128Mi") && !slices.Contains(c.Args, "--sidecar-memory-limit=128Mi") {
+		t.Error("the sidecar's memory limit is not passed on")
+	}
+}
+
+func checkWebhook(t *testing.T, m *admissionregistrationv1.MutatingWebhookConfiguration, set []string) {
+	t.Helper()
+	w := m.Webhooks[0]
+	if *w.FailurePolicy != admissionregistrationv1.Fail || *w.SideEffects != admissionregistrationv1.SideEffectClassNone || *w.TimeoutSeconds > 10 {
+		t.Error("failurePolicy Fail, sideEffects None and a short timeout")
+	}
+	if w.ObjectSelector.MatchLabels["tokengate.io/inject"] != "true" {
+		t.Error("the webhook is not limited to labelled pods")
+	}
+	ex := w.NamespaceSelector.MatchExpressions[0]
+	if ex.Key != "kubernetes.io/metadata.name" || ex.Operator != metav1.LabelSelectorOpNotIn || !slices.Contains(ex.Values, "kube-system") || !slices.Contains(ex.Values, namespace) {
+		t.Errorf("namespaceSelector %+v", ex)
+	}
+	if has(set, "webhook.excludedNamespaces={legacy,batch}") && !slices.Contains(ex.Values, "legacy") {
+		t.Error("excluded namespaces")
+	}
+	if w.ClientConfig.Service == nil || *w.ClientConfig.Service.Path != "/mutate" {
+		t.Error("clientConfig")
+	}
+	cm := has(set, "certificates.certManager.enabled=true")
+	if cm && (len(w.ClientConfig.CABundle) != 0 || m.Annotations["cert-manager.io/inject-ca-from"] == "") || !cm && len(w.ClientConfig.CABundle) == 0 {
+		t.Error("the CA bundle comes neither from cert-manager nor from the generated CA")
+	}
+	if !slices.Equal(w.AdmissionReviewVersions, []string{"v1"}) || w.Rules[0].Resources[0] != "pods" || w.Rules[0].Operations[0] != admissionregistrationv1.Create {
+		t.Error("rules")
+	}
+}
+
+// checkGeneratedTLS checks that the generated certificate is signed by the CA the
+// webhook configuration trusts, for the Service's DNS name.
+func checkGeneratedTLS(t *testing.T, s *corev1.Secret, objs []object) {
+	t.Helper()
+	var m admissionregistrationv1.MutatingWebhookConfiguration
+	for _, o := range objs {
+		if o.kind == "MutatingWebhookConfiguration" {
+			strict(t, o, &m)
+		}
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(m.Webhooks[0].ClientConfig.CABundle) {
+		t.Fatal("caBundle holds no certificate")
+	}
+	block, _ := pem.Decode(s.Data["tls.crt"])
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := m.Webhooks[0].ClientConfig.Service
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: svc.Name + "." + svc.Namespace + ".svc"}); err != nil {
+		t.Fatalf("the serving certificate does not verify against the webhook's CA: %v", err)
+	}
+}
+
+var grafanaVars = strings.NewReplacer("$__rate_interval", "5m", "$namespace", ".*", "${datasource}", "prometheus")
+
+func checkDashboard(t *testing.T, raw string) {
+	t.Helper()
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal([]byte(raw), &dash); err != nil || len(dash.Panels) < 10 {
+		t.Fatalf("dashboard: %v (%d panels)", err, len(dash.Panels))
+	}
+	seen := map[string]bool{}
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			if _, err := promql.ParseExpr(grafanaVars.Replace(tg.Expr)); err != nil {
+				t.Errorf("panel %q: %v\n%s", p.Title, err, tg.Expr)
+			}
+			for _, m := range metricName.FindAllString(tg.Expr, -1) {
+				seen[m] = true
+			}
+		}
+	}
+	// What DESIGN.md's metrics table offers, the dashboard shows.
+	for _, m := range []string{"tokengate_decisions_total", "tokengate_decision_duration_seconds_bucket", "tokengate_token_cache_requests_total",
+		"tokengate_jwks_keys", "tokengate_jwks_last_success_timestamp_seconds", "tokengate_jwks_refreshes_total",
+		"tokengate_upstream_requests_total", "tokengate_token_age_seconds_bucket", "tokengate_config_reloads_total"} {
+		if !seen[m] {
+			t.Errorf("the dashboard does not show %s", m)
+		}
+	}
+}
+
+var metricName = regexp.MustCompile(`tokengate_[a-z_]+`)
+
+func checkRules(t *testing.T, pr *prometheusRule) {
+	t.Helper()
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alerts := 0
+	for _, g := range pr.Spec.Groups {
+		for _, r := range g.Rules {
+			alerts++
+			if _, err := promql.ParseExpr(r.Expr); err != nil {
+				t.Errorf("%s: %v\n%s", r.Alert, err, r.Expr)
+			}
+			if r.Labels["severity"] == "" || r.Annotations["summary"] == "" || r.Annotations["description"] == "" {
+				t.Errorf("%s lacks a severity, summary or description", r.Alert)
+			}
+			anchor := r.Annotations["runbook_url"][strings.LastIndexByte(r.Annotations["runbook_url"], '#')+1:]
+			if anchor != strings.ToLower(r.Alert) || !strings.Contains(string(doc), "\n### "+r.Alert+"\n") {
+				t.Errorf("%s has no runbook section in docs/operations.md (anchor %q)", r.Alert, anchor)
+			}
+		}
+	}
+	if alerts < 10 {
+		t.Errorf("%d alerts", alerts)
+	}
+}
