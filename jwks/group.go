@@ -126,6 +126,16 @@ func (g *Group) Key(ctx context.Context, issuer string, token *jwt.Token) (any, 
 	return s.Key(ctx, token)
 }
 
+// Removals is the sum of the sets' Removals: it changes whenever any issuer's set loses
+// a key. middleware's cache of verified tokens reads it on every hit.
+func (g *Group) Removals() uint64 {
+	var n uint64
+	for _, s := range g.order {
+		n += s.Removals()
+	}
+	return n
+}
+
 // Ready reports whether every issuer's keys were loaded at least once.
 func (g *Group) Ready() bool {
 	for _, s := range g.order {

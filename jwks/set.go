@@ -242,6 +242,12 @@ func (s *Set) Keyfunc(ctx context.Context) jwt.Keyfunc {
 	return func(token *jwt.Token) (any, error) { return s.Key(ctx, token) }
 }
 
+// Removals counts the refreshes that took a key away from the set: removed by the
+// issuer (revoked) or replaced under its kid. A cache of verified tokens compares it
+// with the count when it verified a token, so that nothing a revoked key verified stays
+// allowed. Adding keys does not count.
+func (s *Set) Removals() uint64 { return s.st.removals.Load() }
+
 // Storage is the jwkset storage that holds the keys. It is read-mostly: writing to it
 // bypasses the checks of a fetch.
 func (s *Set) Storage() jwkset.Storage { return s.st }

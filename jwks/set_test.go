@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tokengate/tokengate/jwks"
@@ -357,6 +358,55 @@ func TestRevokedKeyIsDropped(t *testing.T) {
 	}
 	if err := verify(context.Background(), set, tok); !errors.Is(err, jwks.ErrUnknownKey) {
 		t.Fatalf("revoked key: %v", err)
+	}
+}
+
+func TestRemovalsCountKeysTakenAway(t *testing.T) {
+	srv := server(t)
+	set := newSet(t, srv, nil)
+	ready(t, set)
+	refresh := func() {
+		t.Helper()
+		if err := set.Refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := set.Removals(); n != 0 {
+		t.Fatalf("first load counted %d removals", n)
+	}
+	if _, err := srv.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	refresh()
+	if n := set.Removals(); n != 0 {
+		t.Fatalf("a key added counted %d removals", n)
+	}
+	srv.Publish("rsa-1", false)
+	refresh()
+	if n := set.Removals(); n != 1 {
+		t.Fatalf("a key revoked: %d removals, want 1", n)
+	}
+	// A different key under a kid the set holds is a removal too.
+	other, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwk, err := jwkset.NewJWKFromKey(&other.PublicKey, jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: "ec-1", USE: jwkset.UseSig}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := set.Storage().KeyWrite(context.Background(), jwk); err != nil {
+		t.Fatal(err)
+	}
+	if n := set.Removals(); n != 2 {
+		t.Fatalf("a key replaced under its kid: %d removals, want 2", n)
+	}
+	g, err := jwks.GroupOf(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Removals() != 2 {
+		t.Fatalf("group removals %d", g.Removals())
 	}
 }
 

@@ -2,6 +2,7 @@ package jwks
 
 import (
 	"context"
+	"crypto"
 	"encoding/json"
 	"slices"
 	"sync"
@@ -70,6 +71,9 @@ type storage struct {
 	// onMiss is called by KeyRead for a kid the snapshot lacks. It returns the key
 	// after a refresh, or ErrUnknownKey / ErrKeysUnavailable.
 	onMiss func(ctx context.Context, kid string) (jwkset.JWK, error)
+	// removals counts the writes that took a key away (removed, or replaced under its
+	// kid): caches of verified tokens compare it to drop what a revoked key verified.
+	removals atomic.Uint64
 }
 
 var _ jwkset.Storage = (*storage)(nil)
@@ -107,8 +111,30 @@ func (st *storage) KeyReadAll(context.Context) ([]jwkset.JWK, error) {
 func (st *storage) KeyReplaceAll(_ context.Context, given []jwkset.JWK) error {
 	st.writeMu.Lock()
 	defer st.writeMu.Unlock()
-	st.snap.Store(newSnapshot(slices.Clone(given)))
+	st.replace(slices.Clone(given))
 	return nil
+}
+
+// replace installs keys, counting a removal when a key of the old set is not among
+// them. The caller holds writeMu.
+func (st *storage) replace(keys []jwkset.JWK) {
+	old := st.snap.Load().all
+	st.snap.Store(newSnapshot(keys))
+	for _, o := range old {
+		if !slices.ContainsFunc(keys, func(k jwkset.JWK) bool { return sameKey(o, k) }) {
+			st.removals.Add(1)
+			return
+		}
+	}
+}
+
+// sameKey reports whether a and b are the same public key under the same kid.
+func sameKey(a, b jwkset.JWK) bool {
+	if a.Marshal().KID != b.Marshal().KID {
+		return false
+	}
+	ak, ok := a.Key().(interface{ Equal(crypto.PublicKey) bool })
+	return ok && ak.Equal(b.Key())
 }
 
 func (st *storage) KeyWrite(_ context.Context, jwk jwkset.JWK) error {
@@ -117,7 +143,7 @@ func (st *storage) KeyWrite(_ context.Context, jwk jwkset.JWK) error {
 	keys := slices.DeleteFunc(slices.Clone(st.snap.Load().all), func(k jwkset.JWK) bool {
 		return jwk.Marshal().KID != "" && k.Marshal().KID == jwk.Marshal().KID
 	})
-	st.snap.Store(newSnapshot(append(keys, jwk)))
+	st.replace(append(keys, jwk))
 	return nil
 }
 
@@ -126,7 +152,7 @@ func (st *storage) KeyDelete(_ context.Context, kid string) (bool, error) {
 	defer st.writeMu.Unlock()
 	old := st.snap.Load().all
 	keys := slices.DeleteFunc(slices.Clone(old), func(k jwkset.JWK) bool { return k.Marshal().KID == kid })
-	st.snap.Store(newSnapshot(keys))
+	st.replace(keys)
 	return len(keys) != len(old), nil
 }
 

@@ -13,12 +13,21 @@ import (
 //
 // A hit reads a sync.Map, which does not write to shared memory: concurrent requests
 // with the same token do not contend, as they would on a mutex's reader count.
+//
+// A token verified by a key that its issuer later removes (revokes) must not stay
+// allowed until it expires: each entry records the key source's removal count when it
+// was verified, and a hit whose count is out of date is verified again.
 type tokenCache struct {
-	m      sync.Map // token string → *Claims
+	m      sync.Map // token string → *cacheEntry
 	size   atomic.Int64
 	max    int64
 	leeway time.Duration
 	evict  sync.Mutex // one eviction at a time
+}
+
+type cacheEntry struct {
+	claims   *Claims
+	removals uint64
 }
 
 func newTokenCache(entries int, leeway time.Duration) *tokenCache {
@@ -26,16 +35,24 @@ func newTokenCache(entries int, leeway time.Duration) *tokenCache {
 }
 
 // get returns the claims of a token verified before, if its time claims still hold at
-// now (with the same leeway as a first verification): exp is checked on every hit, so
-// an entry never outlives its token. An expired entry is dropped and reported so.
-func (c *tokenCache) get(token string, now time.Time) (claims *Claims, expired bool) {
+// now (with the same leeway as a first verification) and no key was removed since
+// (removals): exp is checked on every hit, so an entry never outlives its token. An
+// expired entry is dropped and reported so.
+func (c *tokenCache) get(token string, now time.Time, removals uint64) (claims *Claims, expired bool) {
 	v, ok := c.m.Load(token)
 	if !ok {
 		return nil, false
 	}
-	cl := v.(*Claims)
+	e := v.(*cacheEntry)
+	cl := e.claims
+	if e.removals != removals {
+		if c.m.CompareAndDelete(token, e) {
+			c.size.Add(-1)
+		}
+		return nil, false
+	}
 	if !now.Before(cl.ExpiresAt.Add(c.leeway)) {
-		if c.m.CompareAndDelete(token, cl) {
+		if c.m.CompareAndDelete(token, e) {
 			c.size.Add(-1)
 		}
 		return nil, true
@@ -46,11 +63,12 @@ func (c *tokenCache) get(token string, now time.Time) (claims *Claims, expired b
 	return cl, false
 }
 
-// put stores the claims of a token that was just verified. When the cache is full it
-// first drops expired entries, then arbitrary ones, down to nine tenths of the bound, so
-// that evictions are rare.
-func (c *tokenCache) put(token string, claims *Claims, now time.Time) {
-	if _, loaded := c.m.LoadOrStore(token, claims); loaded {
+// put stores the claims of a token that was just verified, with the key source's
+// removal count read before the verification began. When the cache is full it first
+// drops expired entries, then arbitrary ones, down to nine tenths of the bound, so that
+// evictions are rare.
+func (c *tokenCache) put(token string, claims *Claims, removals uint64, now time.Time) {
+	if _, loaded := c.m.LoadOrStore(token, &cacheEntry{claims: claims, removals: removals}); loaded {
 		return
 	}
 	if c.size.Add(1) <= c.max {
@@ -62,7 +80,7 @@ func (c *tokenCache) put(token string, claims *Claims, now time.Time) {
 	defer c.evict.Unlock()
 	target := c.max - c.max/10
 	c.m.Range(func(k, v any) bool {
-		if !now.Before(v.(*Claims).ExpiresAt.Add(c.leeway)) && c.m.CompareAndDelete(k, v) {
+		if !now.Before(v.(*cacheEntry).claims.ExpiresAt.Add(c.leeway)) && c.m.CompareAndDelete(k, v) {
 			c.size.Add(-1)
 		}
 		return true

@@ -74,6 +74,37 @@ func TestCache(t *testing.T) {
 	}
 }
 
+func TestCacheForgetsRevokedKeys(t *testing.T) {
+	// X49 with the cache on: a token verified before its key was revoked is refused
+	// after the refresh that drops the key, not when it expires.
+	e := newEnv(t, nil)
+	tok := e.as.MustMint(jwkstest.Claims{"scope": "orders:read"}, jwkstest.WithKey("rsa-1"))
+	other := e.as.MustMint(jwkstest.Claims{"scope": "orders:read"}, jwkstest.WithKey("ec-1"))
+	for range 2 {
+		for _, tk := range []string{tok, other} {
+			if code := e.do("GET", "/orders/1", bearer(tk)).Code; code != 200 {
+				t.Fatal(code)
+			}
+		}
+	}
+	e.as.Publish("rsa-1", false)
+	set, _ := e.gate.KeySets().Set(e.as.Issuer)
+	if err := set.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	resp := e.do("GET", "/orders/1", bearer(tok))
+	if resp.Code != 401 || !strings.Contains(resp.Header().Get("WWW-Authenticate"), "invalid_token") {
+		t.Fatalf("a cached token of a revoked key: %d %q", resp.Code, resp.Header().Get("WWW-Authenticate"))
+	}
+	if e.count(middleware.DecisionDenied, string(middleware.ReasonUnknownKey), "GET /orders/{id}") != 1 {
+		t.Fatal("not denied as unknown_key")
+	}
+	// Tokens of the keys that stay are verified again once, then cached again.
+	if code := e.do("GET", "/orders/1", bearer(other)).Code; code != 200 {
+		t.Fatalf("a token of a key that stayed: %d", code)
+	}
+}
+
 func TestCacheOffAndBounded(t *testing.T) {
 	e := newEnv(t, func(c *middleware.Config) { c.Tokens.NoCache = true })
 	tok := e.as.MustMint(jwkstest.Claims{"scope": "orders:read"})

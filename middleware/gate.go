@@ -35,6 +35,8 @@ type Gate struct {
 	writeErr ErrorWriter
 	keys     KeySource
 	group    *jwks.Group // owned when New built it
+	// removals reads the key source's removal count, when it has one (see KeySource).
+	removals func() uint64
 
 	routeCounters   []*counters
 	noRouteCounters *counters
@@ -128,6 +130,9 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, opts ...Opt
 			return nil, err
 		}
 		g.keys = g.group
+	}
+	if r, ok := g.keys.(interface{ Removals() uint64 }); ok {
+		g.removals = r.Removals
 	}
 	g.verifier = newVerifier(cfg, g.keys, now)
 	g.verifier.checks = o.checks
@@ -280,8 +285,14 @@ func (g *Gate) authorize(sh int, r *http.Request, all, anyOf []string, scope str
 	d.TokenSent = true
 
 	var claims *Claims
+	var removals uint64
+	if g.removals != nil {
+		// Read before verifying: a key removed during the verification makes the
+		// entry stale at once rather than never.
+		removals = g.removals()
+	}
 	if g.cache != nil {
-		cl, expired := g.cache.get(token, now)
+		cl, expired := g.cache.get(token, now, removals)
 		switch {
 		case expired:
 			g.metrics.hit.inc(sh)
@@ -321,7 +332,7 @@ func (g *Gate) authorize(sh int, r *http.Request, all, anyOf []string, scope str
 		}
 		claims = cl
 		if g.cache != nil {
-			g.cache.put(token, claims, now)
+			g.cache.put(token, claims, removals, now)
 		}
 	}
 	d.Claims = claims
