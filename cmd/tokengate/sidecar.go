@@ -58,6 +58,7 @@ func runSidecar(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	checkOnly := fs.Bool("check-config", false, "validate the configuration file and exit (0 valid, 2 not)")
 	drain := fs.Duration("drain-timeout", 25*time.Second, "how long requests in flight may finish after SIGTERM")
 	profiling := fs.Bool("pprof", false, "serve Go's profiler under /debug/pprof/ on the admin address")
+	upstreamTimeout := fs.Duration("upstream-timeout", 60*time.Second, "how long to wait for the upstream's response headers before answering 504")
 	var lf logFlags
 	lf.register(fs, "info")
 	if code, exit := parseOrExit(fs, args, stderr); exit {
@@ -82,7 +83,7 @@ func runSidecar(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitOK
 	}
 	ver, _ := buildVersion()
-	sc, err := sidecar.New(loaded, sidecar.Options{Logger: log, Version: ver, ConfigPath: *config, Overrides: o, DrainTimeout: *drain, Profiling: *profiling})
+	sc, err := sidecar.New(loaded, sidecar.Options{Logger: log, Version: ver, ConfigPath: *config, Overrides: o, DrainTimeout: *drain, Profiling: *profiling, UpstreamTimeout: *upstreamTimeout})
 	if err != nil {
 		log.Error("cannot start", "error", err)
 		return exitFail

@@ -1,0 +1,248 @@
+// Package e2etest runs the real tokengate binary for end-to-end tests: it builds it
+// once per test binary, starts `tokengate sidecar` with a configuration on free loopback
+// ports, and reads its metrics and readiness.
+package e2etest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+// Binary builds the tokengate binary once and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		root, err := moduleRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "tokengate-e2e")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "tokengate")
+		cmd := exec.Command("go", "build", "-o", binary, "./cmd/tokengate")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Dir(strings.TrimSpace(string(out))), nil
+}
+
+// FreeAddr returns a free 127.0.0.1 address.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Sidecar is a running `tokengate sidecar`.
+type Sidecar struct {
+	Cmd        *exec.Cmd
+	URL, Admin string
+	Listen     string
+	ConfigPath string
+	log        *lockedBuffer
+	exited     chan error
+	exitOnce   sync.Once
+	exitErr    error
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// Options of StartSidecar.
+type Options struct {
+	// Config is the configuration file without listen and admin, which are chosen.
+	Config string
+	// Args are extra command-line flags.
+	Args []string
+	// WaitReady waits for /readyz (default); NoWait starts and returns at once.
+	NoWait bool
+}
+
+// StartSidecar writes the configuration and starts the binary; it is killed when the
+// test ends, and its log is printed when the test failed.
+func StartSidecar(t testing.TB, o Options) *Sidecar {
+	t.Helper()
+	s := &Sidecar{Listen: FreeAddr(t), log: &lockedBuffer{}, exited: make(chan error, 1)}
+	admin := FreeAddr(t)
+	s.URL, s.Admin = "http://"+s.Listen, "http://"+admin
+	s.ConfigPath = filepath.Join(t.TempDir(), "tokengate.yaml")
+	s.WriteConfig(t, o.Config)
+	args := append([]string{"sidecar", "--config", s.ConfigPath, "--listen", s.Listen, "--admin", admin, "--log-format", "json"}, o.Args...)
+	s.Cmd = exec.Command(Binary(t), args...)
+	s.Cmd.Stderr = s.log
+	if err := s.Cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.exited <- s.Cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = s.Cmd.Process.Kill()
+		s.Wait(10 * time.Second)
+		if t.Failed() {
+			t.Logf("sidecar log (last 4000 bytes):\n%s", tail(s.log.String(), 4000))
+		}
+	})
+	if !o.NoWait {
+		Eventually(t, 20*time.Second, "sidecar readiness", func() bool { return s.AdminStatus("/readyz") == 200 })
+	}
+	return s
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// WriteConfig replaces the configuration file atomically (as a ConfigMap update does).
+func (s *Sidecar) WriteConfig(t testing.TB, cfg string) {
+	t.Helper()
+	tmp := s.ConfigPath + ".tmp"
+	if err := os.WriteFile(tmp, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, s.ConfigPath); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Log is the sidecar's log so far.
+func (s *Sidecar) Log() string { return s.log.String() }
+
+// Signal sends sig to the sidecar.
+func (s *Sidecar) Signal(sig syscall.Signal) error { return s.Cmd.Process.Signal(sig) }
+
+// Wait waits up to d for the process to exit and returns its error (nil for exit 0);
+// it returns an error when it did not exit.
+func (s *Sidecar) Wait(d time.Duration) error {
+	s.exitOnce.Do(func() {
+		select {
+		case s.exitErr = <-s.exited:
+		case <-time.After(d):
+			s.exitErr = fmt.Errorf("not exited after %s", d)
+		}
+	})
+	return s.exitErr
+}
+
+// AdminStatus is the status of GET admin+path, 0 when it does not answer.
+func (s *Sidecar) AdminStatus(path string) int {
+	resp, err := http.Get(s.Admin + path)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Metrics scrapes /metrics into series → value (the series as the exposition writes it,
+// for example `tokengate_decisions_total{decision="allowed",reason="ok",route="/"}`).
+func (s *Sidecar) Metrics(t testing.TB) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(s.Admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	return parseMetrics(resp.Body)
+}
+
+func parseMetrics(r io.Reader) map[string]float64 {
+	out := map[string]float64{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
+}
+
+// Sum adds the values of every series of a metric whose labels contain all of the
+// given name="value" pairs.
+func Sum(m map[string]float64, name string, labels ...string) float64 {
+	var total float64
+	for series, v := range m {
+		if series != name && !strings.HasPrefix(series, name+"{") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			if !strings.Contains(series, l) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			total += v
+		}
+	}
+	return total
+}
+
+// Eventually polls cond until it holds or d passes.
+func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
