@@ -70,21 +70,25 @@ func get(url, token string) (int, time.Duration, error) {
 	return resp.StatusCode, time.Since(start), nil
 }
 
-// load sends requests from workers goroutines until ctx ends, with the token tok()
-// returns each time, and counts the answers.
+// maxLoadRequests bounds every load by count as well as by its context's time.
+const maxLoadRequests = 1_000_000
+
 type loadResult struct {
 	byStatus  map[int]int
 	errors    int
 	latencies []time.Duration
 }
 
+// load sends requests from workers goroutines until ctx ends (or maxLoadRequests were
+// sent), with the token tok() returns each time, and counts the answers.
 func load(ctx context.Context, url string, workers int, tok func() string) loadResult {
 	var mu sync.Mutex
 	res := loadResult{byStatus: map[int]int{}}
 	var wg sync.WaitGroup
+	var sent atomic.Int64
 	for range workers {
 		wg.Go(func() {
-			for ctx.Err() == nil {
+			for ctx.Err() == nil && sent.Add(1) <= maxLoadRequests {
 				code, d, err := get(url, tok())
 				mu.Lock()
 				if err != nil {
