@@ -130,7 +130,7 @@ routes:
 
 // pools are the tokens clients hold: valid ones of the current and the previous key.
 type pools struct {
-	current, previous []string
+	current, previous    []string
 	signing, previousKID string // the kids of their keys
 }
 
