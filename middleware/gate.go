@@ -247,7 +247,11 @@ func (g *Gate) Decide(r *http.Request) Decision {
 	var d Decision
 	c := g.noRouteCounters
 	if rt == nil {
-		d = denied(deny(ReasonNoRoute, nil))
+		var why error
+		if ambiguousPath(r.URL) {
+			why = errAmbiguousPath
+		}
+		d = denied(deny(ReasonNoRoute, why))
 		d.Route = NoRoute
 	} else {
 		c = g.routeCounters[rt.index]

@@ -106,6 +106,15 @@ func TestResponsesTable(t *testing.T) {
 	t.Run("unclean path is no route", func(t *testing.T) {
 		e.check(t, get, "/healthz/../orders/1", want{403, middleware.ReasonNoRoute, middleware.NoRoute, noError})
 	})
+	t.Run("encoded slash or backslash is no route (path confusion)", func(t *testing.T) {
+		// GET /orders/{id} would match /orders/1%2Frefund with id "1/refund"; an API
+		// that decodes %2F before routing would serve /orders/1/refund.
+		for _, p := range []string{"/orders/1%2Frefund", "/orders/1%2frefund", "/orders/1%5Crefund", "/orders/1%5crefund", `/orders/1\refund`} {
+			e.check(t, get, p, want{403, middleware.ReasonNoRoute, middleware.NoRoute, noError}, bearer(ok))
+		}
+		// Other escapes are fine.
+		e.check(t, get, "/orders/caf%C3%A9%20au%25lait", want{200, middleware.ReasonOK, "GET /orders/{id}", ""}, bearer(ok))
+	})
 	malformedReq := want{400, middleware.ReasonMalformedRequest, "GET /orders/{id}", `error="invalid_request"`}
 	t.Run("two Authorization headers (B7, X36)", func(t *testing.T) { e.check(t, get, path, malformedReq, bearer(ok), bearer(ok)) })
 	t.Run("Bearer without token (B4)", func(t *testing.T) { e.check(t, get, path, malformedReq, "Authorization: Bearer") })

@@ -1,8 +1,10 @@
 package middleware
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -106,11 +108,42 @@ func handle(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 // canonicalPattern normalises the spacing of a pattern for use as a label.
 func canonicalPattern(p string) string { return strings.Join(strings.Fields(p), " ") }
 
-// match returns the route of a request, or nil. sh is the request's metrics shard.
+// match returns the route of a request, or nil. sh is the request's metrics shard. A
+// path that the API may split differently from the route table matches nothing.
 func (t *routeTable) match(sh int, r *http.Request) *route {
+	if ambiguousPath(r.URL) {
+		return nil
+	}
 	h, _ := t.muxes[sh%muxCopies].Handler(r)
 	rt, _ := h.(*route)
 	return rt
+}
+
+// errAmbiguousPath is the logged cause of a no_route denial for such a path.
+var errAmbiguousPath = errors.New("the path holds an encoded slash or a backslash, which the API may read as a separator: no route is matched")
+
+// ambiguousPath reports whether a path holds an encoded slash (%2F) or backslash (%5C),
+// or a backslash. ServeMux matches a wildcard against a whole segment after unescaping,
+// so "GET /orders/{id}" matches /orders/1%2Frefund, which an API that decodes %2F before
+// routing (or, for a backslash, one that treats it as a separator) reads as
+// /orders/1/refund: a route the policy may not allow. Refusing them keeps the route
+// tokengate checks and the route the API serves the same (Envoy's
+// path_with_escaped_slashes_action REJECT_REQUEST does likewise).
+func ambiguousPath(u *url.URL) bool {
+	if strings.IndexByte(u.Path, '\\') >= 0 {
+		return true
+	}
+	raw := u.RawPath // set only when the path holds escapes that its decoding loses
+	for i := 0; i+2 < len(raw); i++ {
+		if raw[i] != '%' {
+			continue
+		}
+		switch hi, lo := raw[i+1], raw[i+2]|0x20; {
+		case hi == '2' && lo == 'f', hi == '5' && lo == 'c':
+			return true
+		}
+	}
+	return false
 }
 
 func contains(list []string, s string) bool {
