@@ -109,7 +109,8 @@ func TestResponsesTable(t *testing.T) {
 	t.Run("encoded slash or backslash is no route (path confusion)", func(t *testing.T) {
 		// GET /orders/{id} would match /orders/1%2Frefund with id "1/refund"; an API
 		// that decodes %2F before routing would serve /orders/1/refund.
-		for _, p := range []string{"/orders/1%2Frefund", "/orders/1%2frefund", "/orders/1%5Crefund", "/orders/1%5crefund", `/orders/1\refund`} {
+		for _, p := range []string{"/orders/1%2Frefund", "/orders/1%2frefund", "/orders/1%5Crefund", "/orders/1%5crefund", `/orders/1\refund`,
+			"/any/%2e%2e/orders/1", "/any/%2E./orders/1", "/any/.%2e/orders/1", "/any/%2e/x", "/any/x/%2e%2e"} {
 			e.check(t, get, p, want{403, middleware.ReasonNoRoute, middleware.NoRoute, noError}, bearer(ok))
 		}
 		// Other escapes are fine.

@@ -120,18 +120,28 @@ func (t *routeTable) match(sh int, r *http.Request) *route {
 }
 
 // errAmbiguousPath is the logged cause of a no_route denial for such a path.
-var errAmbiguousPath = errors.New("the path holds an encoded slash or a backslash, which the API may read as a separator: no route is matched")
+var errAmbiguousPath = errors.New("the path holds an encoded slash, dot segment or backslash, which the API may read differently from the route table: no route is matched")
 
 // ambiguousPath reports whether a path holds an encoded slash (%2F) or backslash (%5C),
-// or a backslash. ServeMux matches a wildcard against a whole segment after unescaping,
+// a backslash, or an encoded dot segment. ServeMux matches a wildcard against a whole segment after unescaping,
 // so "GET /orders/{id}" matches /orders/1%2Frefund, which an API that decodes %2F before
 // routing (or, for a backslash, one that treats it as a separator) reads as
 // /orders/1/refund: a route the policy may not allow. Refusing them keeps the route
 // tokengate checks and the route the API serves the same (Envoy's
 // path_with_escaped_slashes_action REJECT_REQUEST does likewise).
+//
+// Likewise a dot segment that only decoding reveals: ServeMux cleans the path as sent,
+// so /public/%2e%2e/orders/1 matches "/public/", while an API that decodes first serves
+// /orders/1.
 func ambiguousPath(u *url.URL) bool {
 	if strings.IndexByte(u.Path, '\\') >= 0 {
 		return true
+	}
+	if u.RawPath != "" {
+		p := u.Path + "/"
+		if strings.Contains(p, "/./") || strings.Contains(p, "/../") {
+			return true
+		}
 	}
 	raw := u.RawPath // set only when the path holds escapes that its decoding loses
 	for i := 0; i+2 < len(raw); i++ {
