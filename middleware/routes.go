@@ -3,6 +3,7 @@ package middleware
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -111,8 +112,13 @@ func canonicalPattern(p string) string { return strings.Join(strings.Fields(p), 
 // match returns the route of a request, or nil. sh is the request's metrics shard. A
 // path that the API may split differently from the route table matches nothing.
 func (t *routeTable) match(sh int, r *http.Request) *route {
-	if ambiguousPath(r.URL) {
+	if ambiguousPath(r.URL) || dotSegments(r.URL.Path) {
 		return nil
+	}
+	if h := canonicalHost(r.Host); h != r.Host {
+		c := *r
+		c.Host = h
+		r = &c
 	}
 	h, _ := t.muxes[sh%muxCopies].Handler(r)
 	rt, _ := h.(*route)
@@ -163,4 +169,47 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// dotSegments reports whether the decoded path has a segment that an API may read as
+// a dot segment or drop: ".", ".." (perhaps spelt %2e), or, before a ';' (path
+// parameters, which servlet containers remove), "", "." or "..". Also an empty
+// segment inside the path ("//"), which ServeMux does not clean for CONNECT.
+func dotSegments(p string) bool {
+	if p == "" {
+		return false
+	}
+	// A scan rather than strings.Split: this runs on every request.
+	for i, n := 0, 0; i <= len(p); n++ {
+		j := strings.IndexByte(p[i:], '/')
+		last := j < 0
+		if last {
+			j = len(p) - i
+		}
+		s := p[i : i+j]
+		if k := strings.IndexByte(s, ';'); k >= 0 {
+			if s = s[:k]; s == "" {
+				return true
+			}
+		}
+		if s == "." || s == ".." || s == "" && n > 0 && !last {
+			return true
+		}
+		i += j + 1
+	}
+	return false
+}
+
+// canonicalHost is the host in lower case without a trailing dot (the port kept).
+func canonicalHost(h string) string {
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; 'A' <= c && c <= 'Z' {
+			h = strings.ToLower(h)
+			break
+		}
+	}
+	if name, port, err := net.SplitHostPort(h); err == nil && strings.HasSuffix(name, ".") {
+		return net.JoinHostPort(strings.TrimSuffix(name, "."), port)
+	}
+	return strings.TrimSuffix(h, ".")
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -208,7 +209,12 @@ func Load(path string, data []byte, forSidecar bool, o Overrides) (*Loaded, erro
 	doc := root.Content[0]
 	lines := map[string]int{}
 	var problems []error
-	checkKeys(path, doc, reflect.TypeOf(Config{}), "", lines, &problems)
+	checkKeys(path, doc, reflect.TypeOf(Config{}), "", lines, &problems, map[aliasVisit]bool{})
+	if len(problems) == 0 {
+		// yaml.v3 compares every pair of keys of a mapping, and words an error for
+		// every pair that repeats: find repeats, and too many keys, first.
+		mappingProblems(path, doc, map[*yaml.Node]bool{}, &problems)
+	}
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
 	}
@@ -231,13 +237,25 @@ func Load(path string, data []byte, forSidecar bool, o Overrides) (*Loaded, erro
 // every key the type does not have, with its line: unknown keys are errors, so that a
 // misspelt "audience" does not silently turn a check off. It records the line of every
 // key path it sees, for the messages of later checks.
-func checkKeys(path string, n *yaml.Node, t reflect.Type, prefix string, lines map[string]int, problems *[]error) {
+type aliasVisit struct {
+	n *yaml.Node
+	t reflect.Type
+}
+
+func checkKeys(path string, n *yaml.Node, t reflect.Type, prefix string, lines map[string]int, problems *[]error, visited map[aliasVisit]bool) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	switch {
 	case n.Kind == yaml.AliasNode:
-		checkKeys(path, n.Alias, t, prefix, lines, problems)
+		// What an alias names is checked once per type it is used as: following every
+		// alias would check a list of N aliases to a list of M items N·M times.
+		v := aliasVisit{n.Alias, t}
+		if visited[v] {
+			return
+		}
+		visited[v] = true
+		checkKeys(path, n.Alias, t, prefix, lines, problems, visited)
 	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
 		fields := map[string]reflect.Type{}
 		var names []string
@@ -264,18 +282,51 @@ func checkKeys(path string, n *yaml.Node, t reflect.Type, prefix string, lines m
 			}
 			seen[k.Value] = true
 			lines[key] = k.Line
-			checkKeys(path, v, ft, key, lines, problems)
+			checkKeys(path, v, ft, key, lines, problems, visited)
 		}
 	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
 		for i, item := range n.Content {
 			key := fmt.Sprintf("%s[%d]", prefix, i)
 			lines[key] = item.Line
-			checkKeys(path, item, t.Elem(), key, lines, problems)
+			checkKeys(path, item, t.Elem(), key, lines, problems, visited)
 		}
 	case t.Kind() == reflect.Map && n.Kind == yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			lines[join(prefix, n.Content[i].Value)] = n.Content[i].Line
 		}
+	}
+}
+
+// maxMappingKeys bounds the keys of one mapping.
+const maxMappingKeys = 1000
+
+// mappingProblems reports, once per node, mappings with a key twice or more than
+// maxMappingKeys keys.
+func mappingProblems(path string, n *yaml.Node, seen map[*yaml.Node]bool, problems *[]error) {
+	if n == nil || seen[n] {
+		return
+	}
+	seen[n] = true
+	if n.Kind == yaml.AliasNode {
+		mappingProblems(path, n.Alias, seen, problems)
+		return
+	}
+	if n.Kind == yaml.MappingNode {
+		if len(n.Content)/2 > maxMappingKeys {
+			*problems = append(*problems, &Problem{Path: path, Line: n.Line, Message: fmt.Sprintf("a mapping of more than %d keys", maxMappingKeys)})
+			return
+		}
+		keys := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if keys[k.Value] {
+				*problems = append(*problems, &Problem{Path: path, Line: k.Line, Message: fmt.Sprintf("key %q appears twice", k.Value)})
+			}
+			keys[k.Value] = true
+		}
+	}
+	for _, c := range n.Content {
+		mappingProblems(path, c, seen, problems)
 	}
 }
 
@@ -299,9 +350,24 @@ func yamlProblem(path string, err error) error {
 		}
 	}
 	msg = strings.ReplaceAll(msg, "!!str ", "")
+	msg = yamlTag.ReplaceAllString(msg, "a $1")
+	msg = goType.ReplaceAllStringFunc(msg, func(s string) string {
+		if strings.HasPrefix(s, "[]") {
+			return "a list"
+		}
+		if strings.HasPrefix(s, "map[") {
+			return "a mapping"
+		}
+		return "a mapping"
+	})
 	msg = strings.ReplaceAll(msg, "time.Duration", "a duration such as 30s")
 	return &Problem{Path: path, Line: line, Message: msg}
 }
+
+var (
+	yamlTag = regexp.MustCompile(`!!([a-z]+)`)
+	goType  = regexp.MustCompile(`(\[\]|map\[string\])?\*?(sidecar|middleware|jwks)\.[A-Za-z]+`)
+)
 
 // locate gives a validation error from the middleware or jwks its key and line.
 func locate(path string, err error, lines map[string]int) error {

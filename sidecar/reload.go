@@ -28,7 +28,7 @@ func (s *Sidecar) watch(ctx, keyCtx context.Context) {
 // reloadIfChanged applies the configuration file if its content differs from the
 // running configuration's. It reports whether it tried.
 func (s *Sidecar) reloadIfChanged(keyCtx context.Context) bool {
-	data, err := os.ReadFile(s.opts.ConfigPath)
+	data, err := readConfig(s.opts.ConfigPath)
 	cur := s.state.Load()
 	if err != nil {
 		// A ConfigMap update may briefly leave no file; only a lasting problem is news.
@@ -71,4 +71,14 @@ func (s *Sidecar) refused(cur *state, sum [32]byte, err error) {
 	kept := *cur
 	kept.sum = sum
 	s.state.CompareAndSwap(cur, &kept)
+}
+
+// readConfig reads the configuration file with the cap LoadFile applies at start.
+func readConfig(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readCapped(f, maxConfigBytes)
 }
