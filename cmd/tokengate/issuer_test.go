@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"github.com/tokengate/tokengate/internal/e2etest"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -95,7 +96,7 @@ func TestIssuerInProcess(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr e2etest.LockedBuffer
 	exited := make(chan int, 1)
 	go func() {
 		exited <- run(ctx, []string{"issuer", "--listen", "127.0.0.1:0", "--alg", "EdDSA", "--rotate-every", "20ms", "--client", "c1:s1"}, &stdout, &stderr)
@@ -130,7 +131,7 @@ func TestIssuerInProcess(t *testing.T) {
 }
 
 // waitIssuerLine waits for the "issuer: <URL>" line that the command prints first.
-func waitIssuerLine(t *testing.T, stdout, stderr *lockedBuffer, exited <-chan int) string {
+func waitIssuerLine(t *testing.T, stdout, stderr *e2etest.LockedBuffer, exited <-chan int) string {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -171,14 +172,14 @@ func getJSON(t *testing.T, c *http.Client, url string, v any) {
 type issuerProcess struct {
 	cmd            *exec.Cmd
 	issuer         string
-	stdout, stderr *lockedBuffer
+	stdout, stderr *e2etest.LockedBuffer
 	done           chan struct{} // closed when the process has exited
 	err            error         // Wait's result, once done is closed
 }
 
 func startIssuer(t *testing.T, env []string, args ...string) *issuerProcess {
 	t.Helper()
-	p := &issuerProcess{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p := &issuerProcess{stdout: &e2etest.LockedBuffer{}, stderr: &e2etest.LockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(binary, append([]string{"issuer", "--listen", "127.0.0.1:0"}, args...)...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/tokengate/tokengate/internal/e2etest"
 	"io"
 	"net"
 	"net/http"
@@ -55,21 +56,9 @@ type binarySidecar struct {
 	cfg        string
 	listen     string
 	adminAddr  string
-	stderr     *lockedBuffer
+	stderr     *e2etest.LockedBuffer
 	exited     chan error
 }
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -88,7 +77,7 @@ func startBinarySidecar(t *testing.T, extra string) *binarySidecar {
 		t.Fatal(err)
 	}
 	t.Cleanup(as.Close)
-	b := &binarySidecar{as: as, up: upstreamtest.Start(t), stderr: &lockedBuffer{}, exited: make(chan error, 1)}
+	b := &binarySidecar{as: as, up: upstreamtest.Start(t), stderr: &e2etest.LockedBuffer{}, exited: make(chan error, 1)}
 	b.listen, b.adminAddr = freeAddr(t), freeAddr(t)
 	b.url, b.admin = "http://"+b.listen, "http://"+b.adminAddr
 	b.cfg = filepath.Join(t.TempDir(), "tokengate.yaml")

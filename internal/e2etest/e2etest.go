@@ -79,23 +79,25 @@ type Sidecar struct {
 	URL, Admin string
 	Listen     string
 	ConfigPath string
-	log        *lockedBuffer
+	log        *LockedBuffer
 	exited     chan error
 	exitOnce   sync.Once
 	exitErr    error
 }
 
-type lockedBuffer struct {
+// LockedBuffer is a bytes.Buffer that a process and the test may use at once: a
+// child process's output, read while it runs.
+type LockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *LockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+func (l *LockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // Options of StartSidecar.
 type Options struct {
@@ -111,7 +113,7 @@ type Options struct {
 // test ends, and its log is printed when the test failed.
 func StartSidecar(t testing.TB, o Options) *Sidecar {
 	t.Helper()
-	s := &Sidecar{Listen: FreeAddr(t), log: &lockedBuffer{}, exited: make(chan error, 1)}
+	s := &Sidecar{Listen: FreeAddr(t), log: &LockedBuffer{}, exited: make(chan error, 1)}
 	admin := FreeAddr(t)
 	s.URL, s.Admin = "http://"+s.Listen, "http://"+admin
 	s.ConfigPath = filepath.Join(t.TempDir(), "tokengate.yaml")

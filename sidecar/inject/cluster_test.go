@@ -7,7 +7,6 @@
 package inject_test
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,13 +16,13 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"github.com/tokengate/tokengate/internal/e2etest"
 	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -101,7 +100,7 @@ func (p *pki) serving(t *testing.T, name string) (certFile, keyFile string) {
 // process runs a command until the test ends, with its output kept for failures.
 func process(t *testing.T, name string, args ...string) (cmd *exec.Cmd, exited <-chan struct{}) {
 	t.Helper()
-	var out lockedBuffer
+	var out e2etest.LockedBuffer
 	cmd = exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -118,18 +117,6 @@ func process(t *testing.T, name string, args ...string) (cmd *exec.Cmd, exited <
 	})
 	return cmd, done
 }
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 func tail(s string, n int) string {
 	if len(s) > n {
