@@ -52,18 +52,40 @@ func (c *Claims) String(name string) (string, bool) {
 	return unquote(raw)
 }
 
-type claimsKey struct{}
+// decisionKey is the context key of the *Decision that Handler (or WithClaims) put
+// there.
+type decisionKey struct{}
 
 // ClaimsFrom returns the verified claims that Handler or Require put in the request's
-// context, or false when there are none (a public route, a shadow-mode denial).
+// context, or false when there are none: a shadow-mode denial, or a public route
+// reached without a valid token. Always check ok:
+//
+//	claims, ok := middleware.ClaimsFrom(r.Context())
+//	if !ok {
+//		// anonymous: a public route, or shadow mode
+//	}
 func ClaimsFrom(ctx context.Context) (*Claims, bool) {
-	c, ok := ctx.Value(claimsKey{}).(*Claims)
-	return c, ok && c != nil
+	d, _ := ctx.Value(decisionKey{}).(*Decision)
+	if d == nil || !d.Allowed() || d.Claims == nil {
+		return nil, false
+	}
+	return d.Claims, true
 }
 
-// WithClaims returns a context that carries c, for tests of handlers that read claims.
+// DecisionFrom returns the Decision by which Handler let the request through: allowed
+// (with or without claims, on a public route) or shadow_denied.
+func DecisionFrom(ctx context.Context) (Decision, bool) {
+	d, _ := ctx.Value(decisionKey{}).(*Decision)
+	if d == nil {
+		return Decision{}, false
+	}
+	return *d, true
+}
+
+// WithClaims returns a context that carries c as an allowed request's claims, for
+// tests of handlers that read claims.
 func WithClaims(ctx context.Context, c *Claims) context.Context {
-	return context.WithValue(ctx, claimsKey{}, c)
+	return context.WithValue(ctx, decisionKey{}, &Decision{Outcome: DecisionAllowed, Reason: ReasonOK, Status: 200, Claims: c})
 }
 
 // errClaims marks a claim that is missing, of the wrong type or out of range: reason
@@ -109,7 +131,7 @@ func (c *Claims) UnmarshalJSON(data []byte) error {
 	if c.ID, err = stringClaim(raw, "jti"); err != nil {
 		return err
 	}
-	if c.Audience, err = stringsClaim(raw, "aud", false); err != nil {
+	if c.Audience, err = stringsClaim(raw, "aud"); err != nil {
 		return err
 	}
 	for _, name := range registeredTimes {
@@ -167,9 +189,9 @@ func unquote(v json.RawMessage) (string, bool) {
 	return s, true
 }
 
-// stringsClaim reads a claim that is a string or an array of strings. With split, a
-// string is a space-separated list (the scope claim, RFC 8693 §4.2).
-func stringsClaim(raw map[string]json.RawMessage, name string, split bool) ([]string, error) {
+// stringsClaim reads a claim that is a string or an array of strings (aud, RFC 7519
+// §4.1.3): a string is a list of one.
+func stringsClaim(raw map[string]json.RawMessage, name string) ([]string, error) {
 	v, ok := raw[name]
 	if !ok {
 		return nil, nil
@@ -178,9 +200,6 @@ func stringsClaim(raw map[string]json.RawMessage, name string, split bool) ([]st
 		s, ok := unquote(v)
 		if !ok {
 			return nil, fmt.Errorf("%w: %s is not a string", errClaims, name)
-		}
-		if split {
-			return strings.Fields(s), nil
 		}
 		return []string{s}, nil
 	}
@@ -223,6 +242,15 @@ func numericDate(raw map[string]json.RawMessage, name string) (*jwt.NumericDate,
 
 // scopesFrom reads the scopes from the issuer's scope claim, or the first of scope, scp
 // and scopes that is present.
+//
+// Every scope must be a scope-token (RFC 6749 §3.3: printable ASCII without space,
+// quote or backslash), whether the claim is a string or an array: a string is split at
+// the space character (0x20) alone, never at other white space, so
+// "foo\u00a0orders:read" is one (invalid) item, not two. A token with an invalid item
+// is refused (reason claims) rather than trimmed: an item such as "read admin" in an
+// array would reach an API as two scopes in the space-separated X-Auth-Scopes header,
+// one of which tokengate itself refused; and an issuer that sends it is broken or
+// hostile, which an operator needs to hear about.
 func (c *Claims) scopesFrom(claim string) error {
 	names := []string{"scope", "scp", "scopes"}
 	if claim != "" {
@@ -230,12 +258,48 @@ func (c *Claims) scopesFrom(claim string) error {
 	}
 	for _, n := range names {
 		if _, ok := c.Raw[n]; ok {
-			s, err := stringsClaim(c.Raw, n, true)
+			s, err := scopesClaim(c.Raw, n)
 			c.Scopes = s
 			return err
 		}
 	}
 	return nil
+}
+
+// errScopeToken marks a scope claim item that is not a scope-token.
+var errScopeToken = errors.New("holds an item that is not a scope-token (RFC 6749 §3.3)")
+
+// scopesClaim reads a scope claim: a string of scope-tokens separated by spaces, or an
+// array of scope-tokens. Runs of spaces, and spaces at either end, are tolerated.
+func scopesClaim(raw map[string]json.RawMessage, name string) ([]string, error) {
+	v := raw[name]
+	if len(v) > 0 && v[0] == '"' {
+		s, ok := unquote(v)
+		if !ok {
+			return nil, fmt.Errorf("%w: %s is not a string", errClaims, name)
+		}
+		out := make([]string, 0, strings.Count(s, " ")+1)
+		for item := range strings.SplitSeq(s, " ") {
+			if item == "" {
+				continue
+			}
+			if !validScope(item) {
+				return nil, fmt.Errorf("%w: %s %w", errClaims, name, errScopeToken)
+			}
+			out = append(out, item)
+		}
+		return out, nil
+	}
+	items, err := stringsClaim(raw, name)
+	if err != nil {
+		return nil, err
+	}
+	for _, item := range items {
+		if !validScope(item) {
+			return nil, fmt.Errorf("%w: %s %w", errClaims, name, errScopeToken)
+		}
+	}
+	return items, nil
 }
 
 // The jwt.Claims interface, through which golang-jwt checks exp, nbf and iat with the
@@ -323,4 +387,45 @@ func foldable(s string) bool {
 		}
 	}
 	return false
+}
+
+// compact returns a copy of c for the verified-token cache that keeps, of Raw, only
+// the members keep names (all of them when keep is nil), copied out of the decoded
+// payload so that the payload itself can be freed.
+func (c *Claims) compact(keep []string) *Claims {
+	cp := *c
+	if keep == nil {
+		return &cp
+	}
+	n := 0
+	for _, name := range keep {
+		n += len(c.Raw[name])
+	}
+	buf := make([]byte, 0, n)
+	cp.Raw = make(map[string]json.RawMessage, len(keep))
+	for _, name := range keep {
+		if v, ok := c.Raw[name]; ok {
+			start := len(buf)
+			buf = append(buf, v...)
+			cp.Raw[name] = buf[start:len(buf):len(buf)]
+		}
+	}
+	return &cp
+}
+
+// size is what c's contents cost in memory beyond the Claims struct: its strings, the
+// slices that hold them, and Raw's names and values with a map slot each.
+func (c *Claims) size() int64 {
+	const slot = 16 // a string or slice header
+	n := len(c.Issuer) + len(c.Subject) + len(c.ClientID) + len(c.ID)
+	for _, a := range c.Audience {
+		n += len(a) + slot
+	}
+	for _, s := range c.Scopes {
+		n += len(s) + slot
+	}
+	for k, v := range c.Raw {
+		n += len(k) + len(v) + 3*slot
+	}
+	return int64(n)
 }

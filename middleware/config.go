@@ -13,6 +13,10 @@ const (
 	DefaultLeeway       = 30 * time.Second
 	DefaultMaxBytes     = 8192
 	DefaultCacheEntries = 10000
+	// DefaultCacheBytes bounds the verified-token cache's memory: with the refused-token
+	// cache's eighth of it, it fits a 64 MiB container with room to spare
+	// (docs/operations.md shows the arithmetic).
+	DefaultCacheBytes = 8 << 20
 	// MaxLeeway bounds the clock skew an operator may allow: more is not skew.
 	MaxLeeway = 5 * time.Minute
 )
@@ -37,6 +41,10 @@ type Config struct {
 	// Shadow forwards every request that would be denied, counting it as shadow_denied
 	// and logging it: a safe way to roll a policy out. Default false (enforce).
 	Shadow bool
+
+	// PathStyle is how the API behind the Gate reads methods and paths, so that the
+	// Gate decides on every reading of a request. Default PathsStrict.
+	PathStyle PathStyle
 }
 
 // Issuer is one trusted authorization server: where its keys come from (the embedded
@@ -73,8 +81,18 @@ type Tokens struct {
 	// Query, when set, also accepts the token from this query parameter. Off by
 	// default: tokens in URLs end up in logs (RFC 6750 §5.3).
 	Query string
-	// CacheEntries bounds the verified-token cache. Default DefaultCacheEntries.
+	// CacheEntries bounds the verified-token cache's entries. Default
+	// DefaultCacheEntries.
 	CacheEntries int
+	// CacheBytes bounds its memory: each entry is charged for its token, the claims it
+	// keeps and a fixed overhead. Default DefaultCacheBytes. The cache of refused
+	// tokens gets an eighth of it.
+	CacheBytes int64
+	// KeepClaims names the claims that stay in Claims.Raw after verification, besides
+	// the registered ones that Claims has as fields. nil keeps every claim; a short
+	// list lets the cache hold more tokens in the same bytes (the sidecar keeps only
+	// the claims it forwards).
+	KeepClaims []string
 	// NoCache turns the verified-token cache off.
 	NoCache bool
 }
@@ -91,6 +109,9 @@ type Route struct {
 	AnyScopes []string
 	// Shadow forwards this route's denials anyway, counting and logging them.
 	Shadow bool
+	// WebSocket lets an allowed WebSocket handshake through with its Upgrade; on other
+	// routes Handler removes every protocol switch a request asks for.
+	WebSocket bool
 }
 
 // FieldError names a configuration field that is wrong. Field is the key as the
@@ -115,8 +136,14 @@ func (c Config) withDefaults() Config {
 	if c.Tokens.MaxBytes == 0 {
 		c.Tokens.MaxBytes = DefaultMaxBytes
 	}
+	if c.PathStyle == "" {
+		c.PathStyle = PathsStrict
+	}
 	if c.Tokens.CacheEntries == 0 {
 		c.Tokens.CacheEntries = DefaultCacheEntries
+	}
+	if c.Tokens.CacheBytes == 0 {
+		c.Tokens.CacheBytes = DefaultCacheBytes
 	}
 	return c
 }
@@ -127,6 +154,9 @@ func (c Config) validate() []error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
+	}
+	if err := validPathStyle(c.PathStyle); err != nil {
+		bad("upstreamPaths", "%v", err)
 	}
 	if !quotable(c.Realm) {
 		bad("realm", "%q cannot be sent in a WWW-Authenticate header (no quotes, backslashes or control characters)", c.Realm)
@@ -159,6 +189,9 @@ func (c Config) validate() []error {
 	}
 	if t.CacheEntries < 0 {
 		bad("tokens.cache.entries", "must not be negative")
+	}
+	if t.CacheBytes < 0 {
+		bad("tokens.cache.bytes", "must not be negative")
 	}
 	if t.Cookie != "" && !validCookieName(t.Cookie) {
 		bad("tokens.cookie", "%q is not a valid cookie name", t.Cookie)

@@ -43,6 +43,7 @@ type Gate struct {
 	requireCounters sync.Map // pattern → *counters, for Require outside the route table
 	tokenAge        map[string]*shardedHistogram
 	challengeRealm  string
+	requestChecks   []func(*http.Request) error
 }
 
 // ErrorWriter writes the response to a denied request: status and body. The Gate has
@@ -58,6 +59,7 @@ type options struct {
 	writeErr ErrorWriter
 	clock    func() time.Time
 	checks   []func(*Claims) error
+	requests []func(*http.Request) error
 }
 
 // WithLogger sets the logger. Denials are logged at Info, allowed requests at Debug;
@@ -76,6 +78,15 @@ func WithErrorWriter(w ErrorWriter) Option { return func(o *options) { o.writeEr
 // claims it cannot forward safely in a header.
 func WithClaimsCheck(check func(*Claims) error) Option {
 	return func(o *options) { o.checks = append(o.checks, check) }
+}
+
+// WithRequestCheck adds a check of every request that matched a route, run before its
+// token is looked at: an error denies the request. An error that is (or wraps) an
+// *Error denies it with that Error's Reason; any other error with malformed_request
+// (400 invalid_request). The sidecar uses it to refuse requests it cannot forward as
+// they were decided (no Host).
+func WithRequestCheck(check func(*http.Request) error) Option {
+	return func(o *options) { o.requests = append(o.requests, check) }
 }
 
 // WithClock sets the clock of the time claims and the cache. Default time.Now.
@@ -113,6 +124,7 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, opts ...Opt
 		keys:           o.keys,
 		tokenAge:       map[string]*shardedHistogram{},
 		challengeRealm: `Bearer realm="` + cfg.Realm + `"`,
+		requestChecks:  o.requests,
 	}
 	if g.log == nil {
 		g.log = slog.Default()
@@ -137,8 +149,8 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, opts ...Opt
 	g.verifier = newVerifier(cfg, g.keys, now)
 	g.verifier.checks = o.checks
 	if !cfg.Tokens.NoCache {
-		g.cache = newTokenCache(cfg.Tokens.CacheEntries, cfg.Tokens.Leeway)
-		g.rejects = newRejectCache(cfg.Tokens.CacheEntries)
+		g.cache = newTokenCache(cfg.Tokens.CacheEntries, cfg.Tokens.CacheBytes, cfg.Tokens.Leeway, cfg.Tokens.KeepClaims)
+		g.rejects = newRejectCache(cfg.Tokens.CacheEntries, cfg.Tokens.CacheBytes/8)
 	}
 	for _, rt := range routes.routes {
 		g.routeCounters = append(g.routeCounters, &counters{route: rt.pattern})
@@ -165,7 +177,7 @@ func Validate(cfg Config) error {
 // check validates a configuration with defaults applied and compiles its routes.
 func check(cfg Config, keys bool) (*routeTable, error) {
 	errs := cfg.validate()
-	routes, routeErrs := compileRoutes(cfg.Routes)
+	routes, routeErrs := compileRoutes(cfg.Routes, cfg.PathStyle)
 	errs = append(errs, routeErrs...)
 	if keys {
 		if err := jwks.Validate(keyConfigs(cfg)); err != nil {
@@ -226,6 +238,10 @@ type Decision struct {
 	// Cached says the decision came from the verified-token cache, or from the cache of
 	// tokens refused shortly before for the same reason.
 	Cached bool
+	// WebSocket says the request asks to switch to WebSocket (RFC 6455) and every
+	// route it matched allows that (Route.WebSocket). Handler removes any other
+	// protocol switch (Upgrade) from a request before it goes on.
+	WebSocket bool
 }
 
 // Allowed reports whether the request is allowed.
@@ -238,40 +254,206 @@ func (d Decision) Forward() bool { return d.Outcome != DecisionDenied }
 // Decide decides a request by the route table: DESIGN.md's request path, steps 1 to 4,
 // and step 6 (it counts the decision). It never writes a response; the middleware, the
 // sidecar and the check command act on the Decision.
+//
+// A request is decided on every reading of it that the configuration's PathStyle
+// names: it must match a route as the API reads it first (else no_route), and meet the
+// policy of every route that any of its readings matches. The decision's route is the
+// one whose policy denied it, or the first reading's.
+//
+// On a public route a token is optional: one that verifies gives the Decision its
+// claims; one that does not is ignored (the request stays allowed, with no claims),
+// never trusted.
 func (g *Gate) Decide(r *http.Request) Decision {
 	start := time.Now()
 	shp := acquireShard()
 	defer releaseShard(shp)
 	sh := *shp
-	rt := g.routes.match(sh, r)
+	var m matched
+	g.routes.match(sh, r, &m)
 	var d Decision
 	c := g.noRouteCounters
-	if rt == nil {
-		var why error
-		if ambiguousPath(r.URL) {
-			why = errAmbiguousPath
-		}
-		d = denied(deny(ReasonNoRoute, why))
+	shadow := g.cfg.Shadow
+	switch {
+	case m.primary == nil:
+		d = denied(deny(ReasonNoRoute, m.why))
 		d.Route = NoRoute
-	} else {
+	default:
+		rt := m.primary
 		c = g.routeCounters[rt.index]
 		d.Route = rt.pattern
-		if rt.Public {
+		if e := g.checkRequest(r); e != nil {
+			d = keep(&d, denied(e))
+			shadow = shadow || rt.Shadow
+			break
+		}
+		if m.n == 0 && rt.Public || m.n > 0 && allPublic(&m) {
 			d.Public = true
 			d.Outcome, d.Reason, d.Status = DecisionAllowed, ReasonOK, http.StatusOK
-		} else {
-			g.authorize(sh, r, rt.Scopes, rt.AnyScopes, rt.scope, start, &d)
+			g.optionalToken(sh, r, start, &d)
+			break
 		}
+		var deciding *route
+		deciding, shadow = g.authorizeRoutes(sh, r, &m, start, &d)
+		if deciding != nil {
+			c = g.routeCounters[deciding.index]
+			d.Route = deciding.pattern
+		}
+		d.WebSocket = d.Allowed() && g.webSocketAllowed(r, &m)
 	}
-	if d.Outcome == DecisionDenied && (g.cfg.Shadow || rt != nil && rt.Shadow) {
+	if d.Outcome == DecisionDenied && shadow {
 		d.Outcome = DecisionShadowDenied
 	}
 	g.count(sh, c, &d, start)
 	return d
 }
 
-// authorize runs extraction, cache, verification and the scope check into d.
+func allPublic(m *matched) bool {
+	if !m.primary.Public {
+		return false
+	}
+	for _, o := range m.others[:m.n] {
+		if !o.Public {
+			return false
+		}
+	}
+	return true
+}
+
+// authorizeRoutes decides a request that matched at least one route that is not
+// public: a verified token with the scopes of every such route. It returns the route
+// that decided a denial (the first that the token fails; nil when allowed) and whether
+// the denial is a shadow one (every route it fails is a shadow route).
+func (g *Gate) authorizeRoutes(sh int, r *http.Request, m *matched, start time.Time, d *Decision) (*route, bool) {
+	var firstGuarded *route
+	shadowAll := true
+	for rt := range m.routesSeq() {
+		if rt.Public {
+			continue
+		}
+		if firstGuarded == nil {
+			firstGuarded = rt
+		}
+		shadowAll = shadowAll && rt.Shadow
+	}
+	claims := g.token(sh, r, start, d)
+	if claims == nil {
+		return firstGuarded, g.cfg.Shadow || shadowAll
+	}
+	var failing *route
+	shadowFail := true
+	for rt := range m.routesSeq() {
+		if rt.Public || satisfies(claims.Scopes, rt.Scopes, rt.AnyScopes) {
+			continue
+		}
+		if failing == nil {
+			failing = rt
+		}
+		shadowFail = shadowFail && rt.Shadow
+	}
+	if failing != nil {
+		scope := failing.scope
+		if m.n > 0 {
+			scope = neededScopes(m)
+		}
+		*d = keep(d, denied(deny(ReasonInsufficientScope, fmt.Errorf("the token's scopes do not include %q", scope))))
+		d.TokenSent, d.Claims, d.Scope = true, claims, scope
+		return failing, g.cfg.Shadow || shadowFail
+	}
+	d.Claims = claims
+	d.Outcome, d.Reason, d.Status = DecisionAllowed, ReasonOK, http.StatusOK
+	g.observeAge(sh, claims, start)
+	return nil, false
+}
+
+// routesSeq is the matched routes, the primary's first, without allocating.
+func (m *matched) routesSeq() func(yield func(*route) bool) {
+	return func(yield func(*route) bool) {
+		if m.primary != nil && !yield(m.primary) {
+			return
+		}
+		for _, o := range m.others[:m.n] {
+			if !yield(o) {
+				return
+			}
+		}
+	}
+}
+
+// neededScopes is the scope parameter of a challenge for a request that matched
+// several routes: what suffices for all of them, each scope once.
+func neededScopes(m *matched) string {
+	var out []string
+	for rt := range m.routesSeq() {
+		if rt.Public || rt.scope == "" {
+			continue
+		}
+		for s := range strings.SplitSeq(rt.scope, " ") {
+			if !contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// authorize decides one requirement (Require): a verified token with all of all and one
+// of anyOf.
 func (g *Gate) authorize(sh int, r *http.Request, all, anyOf []string, scope string, start time.Time, d *Decision) {
+	claims := g.token(sh, r, start, d)
+	if claims == nil {
+		return
+	}
+	d.Claims = claims
+	if !satisfies(claims.Scopes, all, anyOf) {
+		*d = keep(d, denied(deny(ReasonInsufficientScope, fmt.Errorf("the token's scopes do not include %q", scope))))
+		d.TokenSent, d.Claims, d.Scope = true, claims, scope
+		return
+	}
+	d.Outcome, d.Reason, d.Status = DecisionAllowed, ReasonOK, http.StatusOK
+	g.observeAge(sh, claims, start)
+}
+
+func (g *Gate) observeAge(sh int, claims *Claims, start time.Time) {
+	if claims.IssuedAt.IsZero() {
+		return
+	}
+	now := start
+	if g.clock != nil {
+		now = g.clock()
+	}
+	if o := g.tokenAge[claims.Issuer]; o != nil {
+		o.observe(sh, now.Sub(claims.IssuedAt).Seconds())
+	}
+}
+
+// optionalToken verifies the token of a request on a public route, if it has one: a
+// valid one gives d its claims; anything else leaves d allowed without claims.
+func (g *Gate) optionalToken(sh int, r *http.Request, start time.Time, d *Decision) {
+	var probe Decision
+	if claims := g.token(sh, r, start, &probe); claims != nil {
+		d.Claims = claims
+	}
+	d.TokenSent = probe.TokenSent || probe.Claims != nil
+}
+
+// checkRequest runs the request checks of WithRequestCheck.
+func (g *Gate) checkRequest(r *http.Request) *Error {
+	for _, check := range g.requestChecks {
+		if err := check(r); err != nil {
+			var e *Error
+			if errors.As(err, &e) {
+				return e
+			}
+			return deny(ReasonMalformedRequest, err)
+		}
+	}
+	return nil
+}
+
+// token extracts the request's token and returns its verified claims, from the cache
+// or by verifying it. On failure it writes the denial into d (keeping its route) and
+// returns nil.
+func (g *Gate) token(sh int, r *http.Request, start time.Time, d *Decision) *Claims {
 	now := start
 	if g.clock != nil {
 		now = g.clock()
@@ -280,15 +462,14 @@ func (g *Gate) authorize(sh int, r *http.Request, all, anyOf []string, scope str
 	if e != nil {
 		*d = keep(d, denied(e))
 		d.TokenSent = true
-		return
+		return nil
 	}
 	if token == "" {
 		*d = keep(d, denied(deny(ReasonMissingToken, nil)))
-		return
+		return nil
 	}
 	d.TokenSent = true
 
-	var claims *Claims
 	var removals uint64
 	if g.removals != nil {
 		// Read before verifying: a key removed during the verification makes the
@@ -302,55 +483,42 @@ func (g *Gate) authorize(sh int, r *http.Request, all, anyOf []string, scope str
 			g.metrics.hit.inc(sh)
 			*d = keep(d, denied(deny(ReasonExpired, errors.New("the cached token expired"))))
 			d.TokenSent = true
-			return
+			return nil
 		case cl != nil:
 			g.metrics.hit.inc(sh)
-			claims, d.Cached = cl, true
+			d.Cached = true
+			return cl
 		default:
 			g.metrics.miss.inc(sh)
 		}
 	}
-	if claims == nil {
-		if e := checkSyntax(token); e != nil {
+	if e := checkSyntax(token); e != nil {
+		*d = keep(d, denied(e))
+		d.TokenSent = true
+		return nil
+	}
+	var key [32]byte
+	if g.rejects != nil {
+		key = sha256.Sum256([]byte(token))
+		if e := g.rejects.get(key, now); e != nil {
 			*d = keep(d, denied(e))
-			d.TokenSent = true
-			return
-		}
-		var key [32]byte
-		if g.rejects != nil {
-			key = sha256.Sum256([]byte(token))
-			if e := g.rejects.get(key, now); e != nil {
-				*d = keep(d, denied(e))
-				d.TokenSent, d.Cached = true, true
-				return
-			}
-		}
-		cl, e := g.verifier.verify(r.Context(), token)
-		if e != nil {
-			if g.rejects != nil && cacheable(e.Reason) {
-				g.rejects.put(key, e, now)
-			}
-			*d = keep(d, denied(e))
-			d.TokenSent, d.Claims = true, cl
-			return
-		}
-		claims = cl
-		if g.cache != nil {
-			g.cache.put(token, claims, removals, now)
+			d.TokenSent, d.Cached = true, true
+			return nil
 		}
 	}
-	d.Claims = claims
-	if !satisfies(claims.Scopes, all, anyOf) {
-		*d = keep(d, denied(deny(ReasonInsufficientScope, fmt.Errorf("the token's scopes do not include %q", scope))))
-		d.TokenSent, d.Claims, d.Scope = true, claims, scope
-		return
-	}
-	d.Outcome, d.Reason, d.Status = DecisionAllowed, ReasonOK, http.StatusOK
-	if !claims.IssuedAt.IsZero() {
-		if o := g.tokenAge[claims.Issuer]; o != nil {
-			o.observe(sh, now.Sub(claims.IssuedAt).Seconds())
+	cl, e := g.verifier.verify(r.Context(), token)
+	if e != nil {
+		if g.rejects != nil && cacheable(e.Reason) {
+			g.rejects.put(key, e, now)
 		}
+		*d = keep(d, denied(e))
+		d.TokenSent, d.Claims = true, cl
+		return nil
 	}
+	if g.cache != nil {
+		cl = g.cache.put(token, cl, removals, now)
+	}
+	return cl
 }
 
 // keep carries the route fields of d into a new denial.
@@ -392,8 +560,11 @@ func (g *Gate) count(sh int, c *counters, d *Decision, start time.Time) {
 }
 
 // Handler enforces the route table in front of next. An allowed request reaches next
-// with its claims in the context (ClaimsFrom); a denied one never does, and gets the
-// RFC 6750 answer; in shadow mode it reaches next without claims.
+// with its claims in the context (ClaimsFrom) and its Decision (DecisionFrom); a denied
+// one never does, and gets the RFC 6750 answer; in shadow mode it reaches next without
+// claims. A request asking to switch protocols (Upgrade) reaches next without that ask
+// unless it is a WebSocket handshake on routes that allow it (Decision.WebSocket): a
+// switch to h2c would open a tunnel whose requests nobody decides on.
 func (g *Gate) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d := g.Decide(r)
@@ -402,9 +573,10 @@ func (g *Gate) Handler(next http.Handler) http.Handler {
 			g.respond(w, r, d)
 			return
 		}
-		if d.Allowed() && d.Claims != nil {
-			r = r.WithContext(WithClaims(r.Context(), d.Claims))
+		if !d.WebSocket {
+			dropUpgrade(r.Header)
 		}
+		r = r.WithContext(context.WithValue(r.Context(), decisionKey{}, &d))
 		next.ServeHTTP(w, r)
 	})
 }

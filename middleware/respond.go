@@ -3,6 +3,7 @@ package middleware
 import (
 	"net/http"
 	"strings"
+	"time"
 )
 
 // challenge builds the WWW-Authenticate value of a denial (RFC 6750 §3), in the one
@@ -34,8 +35,19 @@ func (g *Gate) challenge(d Decision) string {
 
 // respond answers a denial: the challenge and, for 503, Retry-After, then the error
 // writer for status and body.
+//
+// A denied request's body is never read. Over HTTP/1 net/http would read up to 256 KiB
+// of it before answering, so that the connection can carry another request, with no
+// time limit: a client that declares a body and sends nothing holds a goroutine and its
+// buffers for as long as it likes, without a token. So a denied request with a body is
+// answered at once and its connection closed: Connection: close, and a read deadline
+// in the past ends any read of the body (http.ResponseController).
 func (g *Gate) respond(w http.ResponseWriter, r *http.Request, d Decision) {
 	h := w.Header()
+	if r.ProtoMajor == 1 && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		h.Set("Connection", "close")
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+	}
 	h.Set("WWW-Authenticate", g.challenge(d))
 	if d.Status == http.StatusServiceUnavailable {
 		h.Set("Retry-After", "5")

@@ -36,15 +36,19 @@ const (
 // Config is the configuration file, as written. Every key is optional unless noted;
 // Load applies the defaults and validates it. Field order and tags are the file's.
 type Config struct {
-	Listen   string   `yaml:"listen"`   // where clients connect [":8000"]
-	Upstream string   `yaml:"upstream"` // the protected API (required for sidecar)
-	Admin    string   `yaml:"admin"`    // /metrics /healthz /readyz [":9090"]
-	Mode     string   `yaml:"mode"`     // enforce | shadow [enforce]
-	Realm    string   `yaml:"realm"`    // WWW-Authenticate realm [the upstream host]
-	Issuers  []Issuer `yaml:"issuers"`  // at least one
-	Tokens   Tokens   `yaml:"tokens"`
-	Routes   []Route  `yaml:"routes"`
-	Forward  Forward  `yaml:"forward"`
+	Listen   string `yaml:"listen"`   // where clients connect [":8000"]
+	Upstream string `yaml:"upstream"` // the protected API (required for sidecar)
+	Admin    string `yaml:"admin"`    // /metrics /healthz /readyz [":9090"]
+	Mode     string `yaml:"mode"`     // enforce | shadow [enforce]
+	Realm    string `yaml:"realm"`    // WWW-Authenticate realm [the upstream host]
+	// UpstreamPaths is how the upstream reads methods and paths: strict | exact |
+	// express | servlet [strict] (middleware.PathStyle).
+	UpstreamPaths string   `yaml:"upstreamPaths"`
+	Issuers       []Issuer `yaml:"issuers"` // at least one
+	Tokens        Tokens   `yaml:"tokens"`
+	Routes        []Route  `yaml:"routes"`
+	Forward       Forward  `yaml:"forward"`
+	Limits        Limits   `yaml:"limits"`
 }
 
 // Issuer is one trusted authorization server.
@@ -81,8 +85,24 @@ type Tokens struct {
 
 // Cache is the verified-token cache.
 type Cache struct {
-	Entries *int `yaml:"entries"` // [10000, 0 turns it off]
+	Entries *int      `yaml:"entries"` // [10000, 0 turns it off]
+	Bytes   *ByteSize `yaml:"bytes"`   // memory it may take [8MiB]
 }
+
+// Limits bound what a client holds open through the sidecar.
+type Limits struct {
+	// BodyIdle is the longest wait for the next bytes of an allowed request's body;
+	// then the request is cut with 408 [30s].
+	BodyIdle time.Duration `yaml:"bodyIdle"`
+	// TunnelIdle closes a WebSocket tunnel with no bytes either way for this long [5m].
+	TunnelIdle time.Duration `yaml:"tunnelIdle"`
+}
+
+// Defaults of Limits.
+const (
+	DefaultBodyIdle   = 30 * time.Second
+	DefaultTunnelIdle = 5 * time.Minute
+)
 
 // Route is the policy of the requests its pattern matches.
 type Route struct {
@@ -91,6 +111,7 @@ type Route struct {
 	Scopes    []string `yaml:"scopes"`    // all of these
 	AnyScopes []string `yaml:"anyScopes"` // at least one of these
 	Shadow    bool     `yaml:"shadow"`    // this route only: forward denials anyway
+	WebSocket bool     `yaml:"websocket"` // let WebSocket handshakes through [false]
 }
 
 // Forward says what the upstream receives with an allowed request.
@@ -98,8 +119,28 @@ type Forward struct {
 	// Claims maps a claim to the header that carries its value to the upstream.
 	// [sub: X-Auth-Subject, client_id: X-Auth-Client-Id, scope: X-Auth-Scopes]
 	Claims map[string]string `yaml:"claims"`
-	// RemoveAuthorization drops the token before the upstream [false].
+	// RemoveAuthorization drops the token before the upstream [false]. A token that
+	// tokengate did not verify (on a public route) is dropped whatever this says.
 	RemoveAuthorization bool `yaml:"removeAuthorization"`
+	// StripHeaders are removed from every request, in any spelling, because upstream
+	// frameworks act on them: method overrides, URL rewrites, client addresses.
+	// [DefaultStripHeaders; [] for none]
+	StripHeaders []string `yaml:"stripHeaders"`
+}
+
+// DefaultStripHeaders are the headers a client may not send to the upstream when
+// forward.stripHeaders is not set: frameworks act on each of them, and tokengate
+// decided on the request without them.
+var DefaultStripHeaders = []string{
+	// The method: Express's method-override, Symfony, Laravel, ASP.NET, OData, Google APIs.
+	"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override",
+	// The path: Symfony and Zend's IIS support, IIS URL Rewrite, nginx conventions.
+	"X-Original-URL", "X-Rewrite-URL", "X-Original-URI", "X-Original-Method",
+	// The client's address and scheme, which only a trusted proxy may set.
+	"X-Real-IP", "X-Client-IP", "True-Client-IP", "CF-Connecting-IP", "Fastly-Client-IP",
+	"X-Cluster-Client-IP", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Server",
+	"X-Forwarded-Scheme", "X-Forwarded-Ssl", "X-Forwarded-Uri", "X-Url-Scheme",
+	"Front-End-Https", "X-Original-Host", "X-Host",
 }
 
 // DefaultClaimHeaders are the claim headers when forward.claims is not set.
@@ -113,6 +154,9 @@ type Loaded struct {
 	Listen   string
 	Admin    string
 	Forward  Forward
+	Limits   Limits
+	// WebSocket lists the route patterns that let WebSocket handshakes through.
+	WebSocket map[string]bool
 }
 
 // Problem is one thing wrong with a configuration file: the key, as the file spells it
@@ -437,6 +481,29 @@ func (c Config) resolve(forSidecar bool) (*Loaded, []error) {
 			l.Upstream = u
 		}
 	}
+	l.Limits = c.Limits
+	if l.Limits.BodyIdle == 0 {
+		l.Limits.BodyIdle = DefaultBodyIdle
+	}
+	if l.Limits.TunnelIdle == 0 {
+		l.Limits.TunnelIdle = DefaultTunnelIdle
+	}
+	for key, d := range map[string]time.Duration{"limits.bodyIdle": l.Limits.BodyIdle, "limits.tunnelIdle": l.Limits.TunnelIdle} {
+		if d < 0 {
+			bad(key, "must not be negative")
+		}
+	}
+	if l.Forward.StripHeaders == nil {
+		l.Forward.StripHeaders = DefaultStripHeaders
+	}
+	for i, h := range l.Forward.StripHeaders {
+		switch {
+		case !validHeaderName(h):
+			bad(fmt.Sprintf("forward.stripHeaders[%d]", i), "%q is not a header name", h)
+		case normalize(h) == "authorization" || normalize(h) == "host":
+			bad(fmt.Sprintf("forward.stripHeaders[%d]", i), "%q cannot be stripped: use forward.removeAuthorization for the token", h)
+		}
+	}
 	mode := c.Mode
 	switch mode {
 	case "":
@@ -478,8 +545,9 @@ func (c Config) resolve(forSidecar bool) (*Loaded, []error) {
 	}
 
 	gc := middleware.Config{
-		Realm:  realm,
-		Shadow: mode == ModeShadow,
+		Realm:     realm,
+		Shadow:    mode == ModeShadow,
+		PathStyle: middleware.PathStyle(c.UpstreamPaths),
 		Tokens: middleware.Tokens{
 			MaxLifetime: c.Tokens.MaxLifetime,
 			MaxBytes:    c.Tokens.MaxBytes,
@@ -500,6 +568,19 @@ func (c Config) resolve(forSidecar bool) (*Loaded, []error) {
 			gc.Tokens.CacheEntries = *e
 		}
 	}
+	if b := c.Tokens.Cache.Bytes; b != nil {
+		if *b <= 0 {
+			bad("tokens.cache.bytes", "must be positive (entries: 0 turns the cache off)")
+		}
+		gc.Tokens.CacheBytes = int64(*b)
+	}
+	// The cache keeps only the claims the sidecar forwards (scopes are kept anyway).
+	gc.Tokens.KeepClaims = []string{}
+	for _, claim := range sortedKeys(l.Forward.Claims) {
+		if claim != "scope" {
+			gc.Tokens.KeepClaims = append(gc.Tokens.KeepClaims, claim)
+		}
+	}
 	for _, iss := range c.Issuers {
 		gc.Issuers = append(gc.Issuers, middleware.Issuer{
 			Config: jwks.Config{
@@ -514,7 +595,7 @@ func (c Config) resolve(forSidecar bool) (*Loaded, []error) {
 		})
 	}
 	for _, r := range c.Routes {
-		gc.Routes = append(gc.Routes, middleware.Route{Match: r.Match, Public: r.Public, Scopes: r.Scopes, AnyScopes: r.AnyScopes, Shadow: r.Shadow})
+		gc.Routes = append(gc.Routes, middleware.Route{Match: r.Match, Public: r.Public, Scopes: r.Scopes, AnyScopes: r.AnyScopes, Shadow: r.Shadow, WebSocket: r.WebSocket})
 	}
 	if err := middleware.Validate(gc); err != nil {
 		errs = append(errs, flatten(err)...)

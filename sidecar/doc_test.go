@@ -88,6 +88,11 @@ func TestConfigurationDocIsComplete(t *testing.T) {
 		"tokens.leeway":                     "`" + short(middleware.DefaultLeeway) + "`",
 		"tokens.maxBytes":                   "`" + itoa(middleware.DefaultMaxBytes) + "`",
 		"tokens.cache.entries":              "`" + itoa(middleware.DefaultCacheEntries) + "`",
+		"tokens.cache.bytes":                "`" + sidecar.ByteSize(middleware.DefaultCacheBytes).String() + "`",
+		"upstreamPaths":                     "`" + string(middleware.PathsStrict) + "`",
+		"limits.bodyIdle":                   "`" + short(sidecar.DefaultBodyIdle) + "`",
+		"limits.tunnelIdle":                 "`" + short(sidecar.DefaultTunnelIdle) + "`",
+		"forward.stripHeaders":              "`" + strings.Join(sidecar.DefaultStripHeaders, " ") + "`",
 		"forward.claims":                    "`{" + strings.Join(sortedBy(claims, []string{"sub", "client_id", "scope"}), ", ") + "}`",
 	} {
 		if got := documented[key]; got != want {

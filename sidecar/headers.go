@@ -89,60 +89,77 @@ func (id *identity) set(h http.Header, c *middleware.Claims) {
 // It runs once per token, before the token is cached (middleware.WithClaimsCheck).
 func (id *identity) check(c *middleware.Claims) error {
 	for _, ch := range id.claims {
-		raw, ok := rawClaimValue(c, ch.claim)
+		items, _, ok := claimItems(c, ch.claim)
 		if !ok {
 			continue
 		}
-		for i := 0; i < len(raw); i++ {
-			if b := raw[i]; b < 0x20 || b == 0x7f {
-				return fmt.Errorf("claim %q holds control characters and cannot be forwarded in %s", ch.claim, ch.header)
+		for _, raw := range items {
+			for i := 0; i < len(raw); i++ {
+				if b := raw[i]; b < 0x20 || b == 0x7f {
+					return fmt.Errorf("claim %q holds control characters and cannot be forwarded in %s", ch.claim, ch.header)
+				}
 			}
 		}
 	}
 	return nil
 }
 
-// claimValue renders a claim for a header: printable ASCII as it is, every other byte
-// (and '%') percent-encoded as UTF-8, so that the value is one safe header field that an
-// upstream decodes with a URL path unescape.
+// claimValue renders a claim for a header so that the upstream can read back exactly
+// what the token said, and nothing else. A claim is a list of items: a string is one
+// item, an array's members are items (strings as themselves, other values as compact
+// JSON), a number, boolean or object is one item as compact JSON. Items are joined by
+// ',' and each is percent-encoded where it holds ',', '%', a control character or a
+// byte that is not ASCII, so that ["eng,admins"] (one group, eng%2Cadmins) and
+// ["eng","admins"] (two, eng,admins) never read alike, and the header is one safe
+// field. An upstream splits at ',' and percent-decodes each item (a URL path unescape).
+//
+// The scope claim is the exception: its items are scope-tokens (RFC 6749 §3.3, which
+// middleware checks: printable ASCII without space, '"' or '\'), joined by a space as
+// in OAuth's scope parameter; only '%' needs encoding there.
 func claimValue(c *middleware.Claims, claim string) (string, bool) {
-	raw, ok := rawClaimValue(c, claim)
+	items, sep, ok := claimItems(c, claim)
 	if !ok {
 		return "", false
 	}
 	var b strings.Builder
-	for i := 0; i < len(raw); i++ {
-		ch := raw[i]
-		if ch < 0x20 || ch >= 0x7f || ch == '%' {
-			fmt.Fprintf(&b, "%%%02X", ch)
-			continue
+	for i, it := range items {
+		if i > 0 {
+			b.WriteByte(sep)
 		}
-		b.WriteByte(ch)
+		for j := 0; j < len(it); j++ {
+			ch := it[j]
+			if ch < 0x20 || ch >= 0x7f || ch == '%' || ch == ',' && sep == ',' {
+				fmt.Fprintf(&b, "%%%02X", ch)
+				continue
+			}
+			b.WriteByte(ch)
+		}
 	}
 	return b.String(), true
 }
 
-// rawClaimValue is a claim as text: "scope" as the token's scopes joined by spaces
-// (whichever claim held them), a string as itself, an array as its items joined by
-// commas, a number, boolean or object as its JSON.
-func rawClaimValue(c *middleware.Claims, claim string) (string, bool) {
+// claimItems is a claim as a list of items and their separator: the scopes (whichever
+// claim held them) separated by ' '; otherwise a string as one item, an array's
+// members, or any other value as its compact JSON, separated by ','.
+func claimItems(c *middleware.Claims, claim string) ([]string, byte, bool) {
 	if claim == "scope" {
 		if len(c.Scopes) == 0 {
-			return "", false
+			return nil, ' ', false
 		}
-		return strings.Join(c.Scopes, " "), true
+		return c.Scopes, ' ', true
 	}
 	raw, ok := c.Raw[claim]
 	if !ok || string(raw) == "null" {
-		return "", false
+		return nil, ',', false
 	}
 	switch raw[0] {
 	case '"':
-		return c.String(claim)
+		s, ok := c.String(claim)
+		return []string{s}, ',', ok
 	case '[':
 		var items []json.RawMessage
 		if json.Unmarshal(raw, &items) != nil {
-			return "", false
+			return nil, ',', false
 		}
 		parts := make([]string, 0, len(items))
 		for _, it := range items {
@@ -153,9 +170,9 @@ func rawClaimValue(c *middleware.Claims, claim string) (string, bool) {
 				parts = append(parts, compact(it))
 			}
 		}
-		return strings.Join(parts, ","), true
+		return parts, ',', true
 	}
-	return compact(raw), true
+	return []string{compact(raw)}, ',', true
 }
 
 func compact(raw json.RawMessage) string {

@@ -3,12 +3,16 @@ package sidecar
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tokengate/tokengate/middleware"
@@ -39,27 +43,36 @@ func newTransport(headerTimeout time.Duration) *http.Transport {
 	}
 }
 
-// proxy forwards allowed requests to the upstream (DESIGN.md request path, step 5).
+// proxy forwards allowed requests (DESIGN.md request path, step 5).
 type proxy struct {
 	rp         *httputil.ReverseProxy
 	upstream   *url.URL
 	id         *identity
+	strip      map[string]bool // normalized names of forward.stripHeaders
 	removeAuth bool
-	cookie     string // token cookie, removed with removeAuthorization
+	cookie     string // token cookie, removed with the token
 	query      string // token query parameter, or "" for none configured
+	limits     Limits
+	tunnels    *tunnels
 	log        *slog.Logger
 	metrics    *sidecarMetrics
 }
 
-func newProxy(l *Loaded, transport http.RoundTripper, log *slog.Logger, m *sidecarMetrics) *proxy {
+func newProxy(l *Loaded, transport http.RoundTripper, tuns *tunnels, log *slog.Logger, m *sidecarMetrics) *proxy {
 	p := &proxy{
 		upstream:   l.Upstream,
 		id:         newIdentity(l.Forward.Claims),
+		strip:      map[string]bool{},
 		removeAuth: l.Forward.RemoveAuthorization,
 		cookie:     l.Gate.Tokens.Cookie,
 		query:      l.Gate.Tokens.Query,
+		limits:     l.Limits,
+		tunnels:    tuns,
 		log:        log,
 		metrics:    m,
+	}
+	for _, h := range l.Forward.StripHeaders {
+		p.strip[normalize(h)] = true
 	}
 	p.rp = &httputil.ReverseProxy{
 		BufferPool:     copyBuffers,
@@ -72,7 +85,23 @@ func newProxy(l *Loaded, transport http.RoundTripper, log *slog.Logger, m *sidec
 	return p
 }
 
-func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.rp.ServeHTTP(w, r) }
+// ServeHTTP forwards a request that the Gate let through. Its body, if it has one, may
+// pause for at most limits.bodyIdle between reads; a WebSocket handshake that the Gate
+// allowed becomes a tunnel with an idle limit.
+func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 && p.limits.BodyIdle > 0 {
+		b := &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: p.limits.BodyIdle}
+		r = r.WithContext(context.WithValue(r.Context(), idleKey{}, b))
+		r.Body = b
+	}
+	if d, ok := middleware.DecisionFrom(r.Context()); ok && d.WebSocket {
+		t := p.tunnels.open(p.limits.TunnelIdle)
+		defer p.tunnels.done(t)
+		r = r.WithContext(context.WithValue(r.Context(), tunnelKey{}, t))
+		w = &tunnelWriter{ResponseWriter: w, t: t}
+	}
+	p.rp.ServeHTTP(w, r)
+}
 
 // copyBuffers lends ReverseProxy its 32 KiB copy buffers: without a pool it allocates
 // one per response, which at a few thousand requests a second keeps the garbage
@@ -88,6 +117,14 @@ func (b *bufferPool) Put(p []byte) { b.pool.Put(&p) }
 // hop-by-hop headers, including any a client named in Connection, so a client cannot
 // make the identity headers set here vanish (the reason Director is deprecated;
 // STANDARDS X41).
+//
+// The upstream receives a token only when tokengate verified it: identity headers are
+// set from verified claims alone, and a token that was not verified (a public route
+// reached with a forged, expired or malformed one) is removed, whatever
+// removeAuthorization says, so that an upstream may trust that a bearer token it sees
+// passed tokengate. A shadow-mode denial is the exception: shadow mode must not change
+// what the upstream receives, which still decides on its own while the policy is rolled
+// out; it gets no identity headers.
 func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(p.upstream)
 	pr.Out.Host = pr.In.Host // the API sees the host its clients asked for
@@ -95,41 +132,76 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 	// before Rewrite, and Forwarded is dropped here.
 	pr.SetXForwarded()
 	pr.Out.Header.Del("Forwarded")
+	for name := range pr.Out.Header {
+		if p.strip[normalize(name)] {
+			delete(pr.Out.Header, name)
+		}
+	}
 
 	p.id.stripInbound(pr.Out.Header)
-	if c, ok := middleware.ClaimsFrom(pr.In.Context()); ok {
-		p.id.set(pr.Out.Header, c)
+	d, _ := middleware.DecisionFrom(pr.In.Context())
+	verified := d.Allowed() && d.Claims != nil
+	if verified {
+		p.id.set(pr.Out.Header, d.Claims)
 	}
-	if p.removeAuth {
-		pr.Out.Header.Del("Authorization")
+	dropToken := p.removeAuth || !verified && d.Outcome != middleware.DecisionShadowDenied
+	if dropToken {
+		if p.removeAuth {
+			pr.Out.Header.Del("Authorization")
+		} else if bearerHeader(pr.Out.Header) {
+			pr.Out.Header.Del("Authorization")
+		}
 		if p.cookie != "" {
 			removeCookie(pr.Out, p.cookie)
 		}
 	}
 	// A token in the query string is ignored unless configured (OAuth 2.1 §5.1), and
 	// never passed on to the API's logs (STANDARDS B5).
-	strip := "access_token"
-	if p.query != "" {
-		strip = ""
-		if p.removeAuth {
-			strip = p.query
-		}
-	}
-	if strip != "" {
-		removeQuery(pr.Out.URL, strip)
+	switch {
+	case p.query == "":
+		pr.Out.URL.RawQuery = removeQuery(pr.Out.URL.RawQuery, "access_token")
+	case dropToken:
+		pr.Out.URL.RawQuery = removeQuery(pr.Out.URL.RawQuery, p.query)
 	}
 }
 
-func removeQuery(u *url.URL, name string) {
-	if u.RawQuery == "" {
-		return
+// bearerHeader reports whether the request's Authorization names the Bearer scheme.
+// Another scheme (Basic, for the API's own login) is the API's business.
+func bearerHeader(h http.Header) bool {
+	for _, v := range h["Authorization"] {
+		scheme, _, _ := strings.Cut(strings.TrimSpace(v), " ")
+		if strings.EqualFold(scheme, "Bearer") {
+			return true
+		}
 	}
-	q, err := url.ParseQuery(u.RawQuery)
-	if err != nil || !q.Has(name) {
-		return
+	return false
+}
+
+// removeQuery removes the parameters named name from a raw query, byte for byte: the
+// rest keeps its order and its encoding, which the API may care about (a signature
+// over the query, repeated keys). A key is compared as the API decodes it
+// (access%5Ftoken is access_token).
+func removeQuery(raw, name string) string {
+	if raw == "" {
+		return raw
 	}
-	q.Del(name)
-	u.RawQuery = q.Encode()
+	var b strings.Builder
+	removed := false
+	for part := range strings.SplitSeq(raw, "&") {
+		key, _, _ := strings.Cut(part, "=")
+		if k, err := url.QueryUnescape(key); err == nil && k == name || key == name {
+			removed = true
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(part)
+	}
+	if !removed {
+		return raw
+	}
+	return b.String()
 }
 
 func removeCookie(r *http.Request, name string) {
@@ -150,6 +222,15 @@ func (p *proxy) modifyResponse(resp *http.Response) error {
 // errorHandler answers a request the upstream did not: 504 when it timed out, 502
 // otherwise, as small JSON. The error is logged without the request's headers.
 func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	if b, ok := r.Context().Value(idleKey{}).(*idleBody); ok && b.timedOut.Load() || errors.Is(err, errBodyIdle) {
+		// The client stopped sending its body: its fault, not the upstream's.
+		p.log.Info("request body idle, request cut", "method", r.Method, "idle", p.limits.BodyIdle.String())
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusRequestTimeout)
+		_, _ = w.Write([]byte(`{"error":"request_timeout","error_description":"the request body stopped arriving"}` + "\n"))
+		return
+	}
 	p.metrics.upstream("error")
 	status, code := http.StatusBadGateway, "bad_gateway"
 	var ne net.Error
@@ -168,6 +249,40 @@ func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(`{"error":"` + code + `","error_description":"the API behind tokengate did not answer"}` + "\n"))
+}
+
+// idleKey is the context key of a request's idleBody, for errorHandler (ReverseProxy
+// hands it a copy of the request whose body wraps the idleBody).
+type idleKey struct{}
+
+// errBodyIdle is the error of a request body that sent nothing for limits.bodyIdle.
+var errBodyIdle = errors.New("the request body sent nothing for too long")
+
+// idleBody bounds the pauses of a request body: before each read the connection's read
+// deadline is set limits.bodyIdle ahead (net/http has no such limit of its own once the
+// headers are read), and cleared at the end of the body so that it does not cut what
+// comes after.
+type idleBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+	// timedOut tells errorHandler why the upstream request failed: the server cancels
+	// the request's context on the read error, and the transport reports that instead.
+	timedOut atomic.Bool
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	n, err := b.ReadCloser.Read(p)
+	var ne net.Error
+	switch {
+	case err == io.EOF:
+		_ = b.rc.SetReadDeadline(time.Time{})
+	case errors.As(err, &ne) && ne.Timeout():
+		b.timedOut.Store(true)
+		err = fmt.Errorf("%w: %w", errBodyIdle, err)
+	}
+	return n, err
 }
 
 func statusClass(code int) string {

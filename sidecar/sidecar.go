@@ -73,8 +73,11 @@ type Sidecar struct {
 	state    atomic.Pointer[state]
 
 	// tr is the upstream connection pool for the life of the sidecar, so that a
-	// reload keeps its idle connections.
+	// reload keeps its idle connections; up adds WebSocket handshakes to it.
 	tr *http.Transport
+	up *upgradeTransport
+	// tuns are the open WebSocket tunnels, closed when the sidecar stops.
+	tuns *tunnels
 
 	mu   sync.Mutex // guards sets
 	sets map[string]*keySet
@@ -124,8 +127,10 @@ func New(l *Loaded, opts Options) (*Sidecar, error) {
 	if err != nil {
 		return nil, err
 	}
+	tr := newTransport(opts.UpstreamTimeout)
+	up := &upgradeTransport{base: tr, dialer: &net.Dialer{Timeout: upstreamDialTimeout, KeepAlive: 30 * time.Second}, headerTimeout: opts.UpstreamTimeout}
 	return &Sidecar{opts: opts, log: opts.Logger, reg: opts.Registry, metrics: m, keys: keys, first: l,
-		tr: newTransport(opts.UpstreamTimeout), sets: map[string]*keySet{}}, nil
+		tr: tr, up: up, tuns: newTunnels(), sets: map[string]*keySet{}}, nil
 }
 
 // Run serves until ctx is cancelled, then stops accepting connections, lets requests in
@@ -202,6 +207,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		traffic.Close()
 	}
 	_ = adminSrv.Shutdown(drainCtx)
+	s.tuns.closeAll()
 	wg.Wait()
 	s.tr.CloseIdleConnections()
 	close(errs)
@@ -261,16 +267,31 @@ func (s *Sidecar) build(keyCtx context.Context, l *Loaded, sum [32]byte) (*state
 		s.release(sets)
 		return nil, err
 	}
-	p := newProxy(l, s.tr, s.log, s.metrics)
+	p := newProxy(l, s.up, s.tuns, s.log, s.metrics)
 	gate, err := middleware.New(keyCtx, l.Gate, s.reg,
 		middleware.WithKeySource(group),
 		middleware.WithLogger(s.log),
-		middleware.WithClaimsCheck(p.id.check))
+		middleware.WithClaimsCheck(p.id.check),
+		middleware.WithRequestCheck(forwardable))
 	if err != nil {
 		s.release(sets)
 		return nil, err
 	}
 	return &state{loaded: l, gate: gate, handler: gate.Handler(p), sets: sets, sum: sum}, nil
+}
+
+// errNoHost refuses a request without a host (HTTP/1.0 may omit it; so may HTTP/2's
+// :authority): the route table would match it against host-less routes only, and the
+// upstream would be told its own address as the host.
+var errNoHost = errors.New("the request names no host (Host or :authority)")
+
+// forwardable refuses, before any token is looked at, a request that the sidecar
+// cannot forward as it was decided on.
+func forwardable(r *http.Request) error {
+	if r.Host == "" {
+		return errNoHost
+	}
+	return nil
 }
 
 func setKey(c jwks.Config) string {

@@ -44,6 +44,9 @@ routes:
   - match: "POST /orders"
     scopes: [orders:write]
   - match: "/ws"
+    websocket: true
+  - match: "/ws/push"
+    websocket: true
   - match: "/stream"
   - match: "/upload"
 `

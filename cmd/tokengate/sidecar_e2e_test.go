@@ -43,6 +43,7 @@ routes:
     scopes: [orders:read]
   - match: "POST /upload"
   - match: "/ws"
+    websocket: true
   - match: "/stream"
   - match: "/slow"
 %[6]s`
