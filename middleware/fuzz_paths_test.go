@@ -50,6 +50,14 @@ func FuzzRouteMatch(f *testing.F) {
 		{"GET", "/healthz;x", "api", false},
 		{"GET", "/orders/" + strings.Repeat("a", 300), "api", true},
 		{"CONNECT", "api:443", "api", true},
+		// The readings of the review's finding 2 (issue 10).
+		{"GET", "/ORDERS/1", "api", true},
+		{"GET", "/orders/1/", "api", true},
+		{"POST", "/Orders", "api", true},
+		{"get", "/orders/1", "api", true},
+		{"GET", "/orders;x/1", "api", true},
+		{"GET", "/ANY/x", "api", true},
+		{"GET", "/any", "api", true},
 	} {
 		f.Add(s.method, s.target, s.host, s.token)
 	}

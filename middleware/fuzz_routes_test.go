@@ -39,8 +39,8 @@ var fuzzRouteTable = []Route{
 // FuzzRoutes sends requests with odd methods, request targets (encoded slashes and
 // dots, NUL, //, /../, ;, bytes that are not UTF-8, long paths, absolute form) and
 // hosts, parsed as net/http's server parses them, through a Gate with fuzzRouteTable:
-// tok picks no token or one of two, enc percent-encodes the dots of the path. What must
-// hold:
+// tok picks no token or one of two, enc percent-encodes the dots of the path, style the
+// upstreamPaths style. What must hold:
 //
 //   - the decision is the same twice, and every copy of the route table's mux matches
 //     the same route;
@@ -51,41 +51,41 @@ var fuzzRouteTable = []Route{
 //     the token has, a shadow_denied one on a shadow route;
 //   - no bypass: a request the Gate forwards is one it would also forward as the API
 //     may read it (apiView: the host in lower case without port or trailing dot, the
-//     path decoded, each segment's ";parameters" dropped and dot segments removed, as
-//     RFC 3986 normalisation and servlet containers do). "/public/../orders/1" must not
-//     pass as public, however it is spelt.
+//     path decoded, each segment's ";parameters" dropped where the style says servlet
+//     containers may read it, and dot segments removed, as RFC 3986 normalisation
+//     does; then apiReadings: in another case, with or without a trailing slash, the
+//     method in upper case, as the style says). "/public/../orders/1" must not pass as
+//     public, however it is spelt, nor "/ORDERS/1" as anything but GET /orders/{id}.
 func FuzzRoutes(f *testing.F) {
 	as, err := jwkstest.NewServer(jwkstest.WithAudience("https://orders.example.com"))
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Cleanup(as.Close)
-	g, err := New(context.Background(), Config{
-		Realm: "orders-api",
-		Issuers: []Issuer{{
-			Config:    jwks.Config{Issuer: as.Issuer},
-			Audiences: []string{"https://orders.example.com"},
-		}},
-		Routes: fuzzRouteTable,
-	}, prometheus.NewPedanticRegistry(), WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		f.Fatal(err)
+	newGate := func(style PathStyle, opts ...Option) *Gate {
+		g, err := New(context.Background(), Config{
+			Realm: "orders-api",
+			Issuers: []Issuer{{
+				Config:    jwks.Config{Issuer: as.Issuer},
+				Audiences: []string{"https://orders.example.com"},
+			}},
+			Routes:    fuzzRouteTable,
+			PathStyle: style,
+		}, prometheus.NewPedanticRegistry(), append([]Option{WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return g
 	}
+	g := newGate(PathsStrict)
 	f.Cleanup(g.Close)
-	// exact decides each reading of the bypass check on its own: the same routes and
-	// keys, every request read only as sent.
-	exact, err := New(context.Background(), Config{
-		Realm: "orders-api",
-		Issuers: []Issuer{{
-			Config:    jwks.Config{Issuer: as.Issuer},
-			Audiences: []string{"https://orders.example.com"},
-		}},
-		Routes:    fuzzRouteTable,
-		PathStyle: PathsExact,
-	}, prometheus.NewPedanticRegistry(), WithLogger(slog.New(slog.DiscardHandler)), WithKeySource(g.KeySets()))
-	if err != nil {
-		f.Fatal(err)
+	// gates decide by the fuzzer's choice of style; exact decides each reading of the
+	// bypass check on its own. All share g's keys.
+	gates := map[PathStyle]*Gate{PathsStrict: g}
+	for _, st := range PathStyles[1:] {
+		gates[st] = newGate(st, WithKeySource(g.KeySets()))
 	}
+	exact := gates[PathsExact]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := g.KeySets().WaitReady(ctx); err != nil {
@@ -153,12 +153,27 @@ func FuzzRoutes(f *testing.F) {
 		{"CONNECT", "api.example.com:443", "api.example.com", 0},
 		{"GET", "/" + strings.Repeat("a/", 2000), "api.example.com", 1},
 	} {
-		f.Add(s.method, s.target, s.host, s.token, uint8(0))
+		for st := range PathStyles {
+			f.Add(s.method, s.target, s.host, s.token, uint8(0), uint8(st))
+		}
 	}
-	f.Add("GET", "/public/./x", "api.example.com", uint8(0), uint8(1))
-	f.Add("GET", "/docs/a.b/./c", "api.example.com", uint8(0), uint8(3))
+	// The forms of the review's finding 2, in every style.
+	for _, s := range []struct{ method, target string }{
+		{"GET", "/ORDERS/1"}, {"GET", "/orders/1/"}, {"POST", "/Orders"}, {"get", "/orders/1"}, {"GET", "/Orders/1/items/2/"},
+		{"GET", "/orders;x/1"}, {"GET", "/orders;/1"}, {"GET", "/orders/1;jsessionid=a"}, {"DELETE", "/ORDERS/7/"},
+		{"GET", "/ADMIN/x"}, {"GET", "/Public/x"}, {"GET", "/public/x;y/../z"}, {"GET", "/DOCS/a/"},
+	} {
+		for st := range PathStyles {
+			f.Add(s.method, s.target, "api.example.com", uint8(1), uint8(0), uint8(st))
+			f.Add(s.method, s.target, "api.example.com", uint8(0), uint8(0), uint8(st))
+		}
+	}
+	f.Add("GET", "/public/./x", "api.example.com", uint8(0), uint8(1), uint8(0))
+	f.Add("GET", "/docs/a.b/./c", "api.example.com", uint8(0), uint8(3), uint8(0))
 
-	f.Fuzz(func(t *testing.T, method, target, host string, tok, enc uint8) {
+	f.Fuzz(func(t *testing.T, method, target, host string, tok, enc, styleIndex uint8) {
+		style := PathStyles[int(styleIndex)%len(PathStyles)]
+		g := gates[style]
 		if strings.ContainsAny(method+target+host, "\r\n") {
 			return // not one request line and one header
 		}
@@ -181,7 +196,7 @@ func FuzzRoutes(f *testing.F) {
 			return // the server answers 400 itself
 		}
 		what := func() string {
-			return method + " " + target + " Host: " + host + " token " + string('0'+rune(int(tok)%len(tokens)))
+			return method + " " + target + " Host: " + host + " token " + string('0'+rune(int(tok)%len(tokens))) + " upstreamPaths " + string(style)
 		}
 
 		d := g.Decide(r)
@@ -226,46 +241,61 @@ func FuzzRoutes(f *testing.F) {
 		}
 
 		// The bypass check: however the API reads the request (its host and path
-		// normalised by apiView, then in any case, with or without a trailing slash,
-		// the method in upper case: PathsStrict's readings), the route that reading
-		// matches on its own must be one whose policy the request meets.
-		apiHost, apiPath := apiView(r)
-		for _, v := range apiReadings(r.Method, apiPath) {
+		// normalised by apiView, then as the style says it reads paths), the route
+		// that reading matches on its own must be one whose policy the request meets.
+		apiHost, apiPath := apiView(r, style == PathsServlet || style == PathsStrict)
+		for _, v := range apiReadings(style, r.Method, apiPath) {
 			r2 := r.Clone(context.Background())
-			r2.Method, r2.Host, r2.URL = v[0], apiHost, &url.URL{Path: v[1]}
+			r2.Method, r2.Host, r2.URL = v.method, apiHost, &url.URL{Path: v.path}
 			d2 := exact.Decide(r2)
-			if d2.Route != NoRoute && !d2.Forward() {
+			if d2.Route == NoRoute || v.slashAdded && segments(d2.Route) < strings.Count(v.path, "/") {
+				// No route, or one that only a subtree's prefix reaches: not what an
+				// API that ignores a trailing slash serves for the path without it.
+				continue
+			}
+			if !d2.Forward() {
 				t.Fatalf("bypass: %s is forwarded (%s on %q), but the API may read it as %s %s%s, which is %s (%s on %q)",
-					what(), d.Outcome, d.Route, v[0], apiHost, v[1], d2.Outcome, d2.Reason, d2.Route)
+					what(), d.Outcome, d.Route, v.method, apiHost, v.path, d2.Outcome, d2.Reason, d2.Route)
 			}
 		}
 	})
 }
 
-// apiReadings are the method and path pairs an API may read a request as: PathsStrict's
-// readings, computed here independently of the Gate.
-func apiReadings(method, p string) [][2]string {
+type apiReading struct {
+	method, path string
+	slashAdded   bool
+}
+
+// apiReadings are the method and path pairs an API of a style may read a request as,
+// computed here independently of the Gate: strict's are every common one (method in
+// upper case, path in lower case, trailing slash either way), express's the path in
+// lower case either way, servlet's the path either way; exact reads what was sent.
+func apiReadings(style PathStyle, method, p string) []apiReading {
 	methods := []string{method}
-	if up := strings.ToUpper(method); up != method {
+	if up := strings.ToUpper(method); up != method && style == PathsStrict {
 		methods = append(methods, up)
 	}
 	paths := []string{p}
-	if lp := strings.ToLower(p); lp != p {
+	if lp := strings.ToLower(p); lp != p && (style == PathsStrict || style == PathsExpress) {
 		paths = append(paths, lp)
 	}
-	for _, q := range paths {
-		switch {
-		case q == "/":
-		case strings.HasSuffix(q, "/"):
-			paths = append(paths, strings.TrimSuffix(q, "/"))
-		default:
-			paths = append(paths, q+"/")
+	added := map[string]bool{}
+	if style != PathsExact {
+		for _, q := range paths {
+			switch {
+			case q == "/":
+			case strings.HasSuffix(q, "/"):
+				paths = append(paths, strings.TrimSuffix(q, "/"))
+			default:
+				paths = append(paths, q+"/")
+				added[q+"/"] = true
+			}
 		}
 	}
-	var out [][2]string
+	var out []apiReading
 	for _, m := range methods {
 		for _, q := range paths {
-			out = append(out, [2]string{m, q})
+			out = append(out, apiReading{m, q, added[q]})
 		}
 	}
 	return out
@@ -276,7 +306,7 @@ func apiReadings(method, p string) [][2]string {
 // percent-decoded, each segment cut at ';' (path parameters, which servlet containers
 // drop before normalising) and its dot segments removed (RFC 3986 §5.2.4), keeping a
 // trailing slash.
-func apiView(r *http.Request) (host, p string) {
+func apiView(r *http.Request, stripParams bool) (host, p string) {
 	host = r.Host
 	if strings.Contains(host, ":") {
 		if h, _, err := net.SplitHostPort(host); err == nil {
@@ -287,7 +317,7 @@ func apiView(r *http.Request) (host, p string) {
 
 	segs := strings.Split(r.URL.Path, "/")
 	for i, s := range segs {
-		if j := strings.IndexByte(s, ';'); j >= 0 {
+		if j := strings.IndexByte(s, ';'); j >= 0 && stripParams {
 			segs[i] = s[:j]
 		}
 	}

@@ -27,9 +27,14 @@ var (
 	buildErr  error
 )
 
-// Binary builds the tokengate binary once and returns its path.
+// Binary builds the tokengate binary once and returns its path. TOKENGATE_E2E_BINARY
+// names a binary to run instead (an earlier build, to measure before and after a
+// change on the same suite).
 func Binary(t testing.TB) string {
 	t.Helper()
+	if b := os.Getenv("TOKENGATE_E2E_BINARY"); b != "" {
+		return b
+	}
 	buildOnce.Do(func() {
 		root, err := moduleRoot()
 		if err != nil {
@@ -107,6 +112,8 @@ type Options struct {
 	Args []string
 	// WaitReady waits for /readyz (default); NoWait starts and returns at once.
 	NoWait bool
+	// Env is added to the environment the binary inherits (GOMEMLIMIT=64MiB, say).
+	Env []string
 }
 
 // StartSidecar writes the configuration and starts the binary; it is killed when the
@@ -121,6 +128,9 @@ func StartSidecar(t testing.TB, o Options) *Sidecar {
 	args := append([]string{"sidecar", "--config", s.ConfigPath, "--listen", s.Listen, "--admin", admin, "--log-format", "json"}, o.Args...)
 	s.Cmd = exec.Command(Binary(t), args...)
 	s.Cmd.Stderr = s.log
+	if o.Env != nil {
+		s.Cmd.Env = append(os.Environ(), o.Env...)
+	}
 	if err := s.Cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -176,6 +186,38 @@ func (s *Sidecar) Wait(d time.Duration) error {
 	return s.exitErr
 }
 
+// Status reads the sidecar process's /proc/PID/status fields in bytes (VmRSS, VmHWM)
+// or as counted (Threads). It may be called from any goroutine: an error is reported
+// with t.Error and gives an empty map.
+func (s *Sidecar) Status(t testing.TB) map[string]float64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.Cmd.Process.Pid))
+	if err != nil {
+		t.Error(err)
+		return map[string]float64{}
+	}
+	out := map[string]float64{}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(value)
+		if len(fields) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil {
+			continue
+		}
+		if len(fields) > 1 && fields[1] == "kB" {
+			v *= 1024
+		}
+		out[name] = v
+	}
+	return out
+}
+
 // AdminStatus is the status of GET admin+path, 0 when it does not answer.
 func (s *Sidecar) AdminStatus(path string) int {
 	resp, err := http.Get(s.Admin + path)
@@ -190,12 +232,22 @@ func (s *Sidecar) AdminStatus(path string) int {
 // for example `tokengate_decisions_total{decision="allowed",reason="ok",route="/"}`).
 func (s *Sidecar) Metrics(t testing.TB) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(s.Admin + "/metrics")
+	m, err := s.TryMetrics()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
+
+// TryMetrics is Metrics for a goroutine other than the test's, which may not call
+// t.Fatal.
+func (s *Sidecar) TryMetrics() (map[string]float64, error) {
+	resp, err := http.Get(s.Admin + "/metrics")
+	if err != nil {
+		return nil, err
+	}
 	defer resp.Body.Close()
-	return parseMetrics(resp.Body)
+	return parseMetrics(resp.Body), nil
 }
 
 func parseMetrics(r io.Reader) map[string]float64 {
