@@ -80,8 +80,8 @@ func WithClaimsCheck(check func(*Claims) error) Option {
 	return func(o *options) { o.checks = append(o.checks, check) }
 }
 
-// WithRequestCheck adds a check of every request that matched a route, run before its
-// token is looked at: an error denies the request. An error that is (or wraps) an
+// WithRequestCheck adds a check of every request, run before its token is looked at:
+// an error denies the request, in shadow mode too. An error that is (or wraps) an
 // *Error denies it with that Error's Reason; any other error with malformed_request
 // (400 invalid_request). The sidecar uses it to refuse requests it cannot forward as
 // they were decided (no Host).
@@ -273,19 +273,25 @@ func (g *Gate) Decide(r *http.Request) Decision {
 	var d Decision
 	c := g.noRouteCounters
 	shadow := g.cfg.Shadow
-	switch {
+	if rt := m.primary; rt != nil {
+		c = g.routeCounters[rt.index]
+	}
+	switch e := g.checkRequest(r); {
+	case e != nil:
+		// A request that cannot be forwarded as it was decided on is refused in shadow
+		// mode too: shadow mode forwards policy denials, not these.
+		d = denied(e)
+		d.Route = NoRoute
+		if m.primary != nil {
+			d.Route = m.primary.pattern
+		}
+		shadow = false
 	case m.primary == nil:
 		d = denied(deny(ReasonNoRoute, m.why))
 		d.Route = NoRoute
 	default:
 		rt := m.primary
-		c = g.routeCounters[rt.index]
 		d.Route = rt.pattern
-		if e := g.checkRequest(r); e != nil {
-			d = keep(&d, denied(e))
-			shadow = shadow || rt.Shadow
-			break
-		}
 		if m.n == 0 && rt.Public || m.n > 0 && allPublic(&m) {
 			d.Public = true
 			d.Outcome, d.Reason, d.Status = DecisionAllowed, ReasonOK, http.StatusOK

@@ -372,3 +372,23 @@ func TestWebSocketRefusedByUpstream(t *testing.T) {
 		t.Fatalf("%d %v", resp.StatusCode, h.up.Last().Header)
 	}
 }
+
+// Shadow mode forwards policy denials, never a request that cannot be forwarded as it
+// was decided on: no host, CONNECT.
+func TestShadowModeStillRefusesTheUnforwardable(t *testing.T) {
+	h := start(t, "mode: shadow\n")
+	before := h.up.Count()
+	for raw, want := range map[string]string{
+		"GET /orders/1 HTTP/1.0\r\n\r\n":                      "HTTP/1.0 400 ",
+		"CONNECT api:443 HTTP/1.1\r\nHost: api:443\r\n\r\n":   "HTTP/1.1 403 ",
+		"CONNECT /orders/1 HTTP/1.1\r\nHost: api:443\r\n\r\n": "HTTP/1.1 403 ",
+		"GET /orders/1 HTTP/1.1\r\nHost: api\r\n\r\n":         "HTTP/1.1 200 ", // shadow_denied: no token, forwarded
+	} {
+		if got, _ := rawExchange(t, hostOf(h.url), raw, 300*time.Millisecond); !strings.HasPrefix(got, want) {
+			t.Errorf("%q: got %q", raw, got)
+		}
+	}
+	if n := h.up.Count() - before; n != 1 {
+		t.Fatalf("%d requests reached the upstream, want the one shadow denial", n)
+	}
+}

@@ -285,11 +285,18 @@ func (s *Sidecar) build(keyCtx context.Context, l *Loaded, sum [32]byte) (*state
 // upstream would be told its own address as the host.
 var errNoHost = errors.New("the request names no host (Host or :authority)")
 
-// forwardable refuses, before any token is looked at, a request that the sidecar
-// cannot forward as it was decided on.
+// errConnect refuses CONNECT in shadow mode too: the route table matches no CONNECT,
+// and a tunnel through the sidecar would carry requests nobody decides on.
+var errConnect = &middleware.Error{Reason: middleware.ReasonNoRoute, Err: errors.New("the sidecar never forwards CONNECT")}
+
+// forwardable refuses, before any token is looked at and whatever the mode, a request
+// that the sidecar cannot forward as it was decided on.
 func forwardable(r *http.Request) error {
-	if r.Host == "" {
+	switch {
+	case r.Host == "":
 		return errNoHost
+	case r.Method == http.MethodConnect:
+		return errConnect
 	}
 	return nil
 }
