@@ -162,6 +162,7 @@ func FuzzRoutes(f *testing.F) {
 		{"GET", "/ORDERS/1"}, {"GET", "/orders/1/"}, {"POST", "/Orders"}, {"get", "/orders/1"}, {"GET", "/Orders/1/items/2/"},
 		{"GET", "/orders;x/1"}, {"GET", "/orders;/1"}, {"GET", "/orders/1;jsessionid=a"}, {"DELETE", "/ORDERS/7/"},
 		{"GET", "/ADMIN/x"}, {"GET", "/Public/x"}, {"GET", "/public/x;y/../z"}, {"GET", "/DOCS/a/"},
+		{"get", "/v2/1"}, {"delete", "/orders/7"}, {"GET", "/public/x#/../orders/1"}, {"GET", "/orders/1#x"},
 	} {
 		for st := range PathStyles {
 			f.Add(s.method, s.target, "api.example.com", uint8(1), uint8(0), uint8(st))
@@ -267,12 +268,13 @@ type apiReading struct {
 }
 
 // apiReadings are the method and path pairs an API of a style may read a request as,
-// computed here independently of the Gate: strict's are every common one (method in
-// upper case, path in lower case, trailing slash either way), express's the path in
-// lower case either way, servlet's the path either way; exact reads what was sent.
+// computed here independently of the Gate: every style's include the method in upper
+// case; strict's are every common one (path in lower case, trailing slash either way),
+// express's the path in lower case either way, servlet's the path either way; exact
+// reads the path as sent.
 func apiReadings(style PathStyle, method, p string) []apiReading {
 	methods := []string{method}
-	if up := strings.ToUpper(method); up != method && style == PathsStrict {
+	if up := strings.ToUpper(method); up != method {
 		methods = append(methods, up)
 	}
 	paths := []string{p}

@@ -12,18 +12,19 @@ import (
 // any case, while the route table saw only a catch-all. docs/configuration.md has the
 // table of frameworks and their styles.
 //
-// Every style refuses what no style can read safely: an encoded slash or backslash, a
-// dot segment however it is spelt, an empty segment, CONNECT.
+// Every style reads the method in upper case as well as sent, and refuses what no
+// style can read safely: an encoded slash or backslash, a dot segment however it is
+// spelt, an empty segment, a fragment ('#') in the request target, CONNECT.
 type PathStyle string
 
 const (
 	// PathsStrict, the default, assumes nothing of the API. The path as sent must match
 	// a route, and the request must also meet the policy of every route that its other
-	// common readings match: the method in upper case (werkzeug, ASP.NET Core), the
-	// path in lower case (Express, ASP.NET Core), the trailing slash removed or added
-	// (Express, ASP.NET Core, Rails, Laravel, Spring before 6). A path with ';' is
-	// refused: servlet containers drop ";parameters" before routing (use
-	// PathsServlet).
+	// common readings match: the path in lower case (Express, ASP.NET Core), the
+	// trailing slash removed or added (Express, ASP.NET Core, Rails, Laravel, Spring
+	// before 6). A path with ';' is refused: servlet containers drop ";parameters"
+	// before routing (use PathsServlet). Like every style, it also reads the method in
+	// upper case (Starlette, werkzeug, ASP.NET Core do).
 	PathsStrict PathStyle = "strict"
 	// PathsExact is for an API that routes the method and path exactly as sent, and
 	// redirects rather than guesses when they differ from a route: Go's net/http
@@ -62,14 +63,17 @@ type readingRules struct {
 	semicolons  int
 }
 
+// Every style reads a method in lower case in upper case too: Starlette (and so
+// FastAPI), werkzeug (Flask) and ASP.NET Core do, and it costs nothing for the methods
+// clients send, which are in upper case.
 func rulesOf(s PathStyle) readingRules {
 	switch s {
 	case PathsExact:
-		return readingRules{}
+		return readingRules{upperMethod: true}
 	case PathsExpress:
-		return readingRules{fold: true, foldPrimary: true, toggleSlash: true}
+		return readingRules{fold: true, foldPrimary: true, toggleSlash: true, upperMethod: true}
 	case PathsServlet:
-		return readingRules{toggleSlash: true, semicolons: semicolonsStrip}
+		return readingRules{toggleSlash: true, upperMethod: true, semicolons: semicolonsStrip}
 	}
 	return readingRules{fold: true, toggleSlash: true, upperMethod: true, semicolons: semicolonsRefuse}
 }

@@ -53,6 +53,7 @@ func TestPathReadings(t *testing.T) {
 			{"Tomcat empty path parameter", "GET", "/orders;/1", true, forbidden, middleware.NoRoute},
 			{"encoded semicolon", "GET", "/orders%3Bx/1", true, forbidden, middleware.NoRoute},
 			{"CONNECT", "CONNECT", "/orders/1", true, forbidden, middleware.NoRoute},
+			{"a fragment in the request target", "GET", "/orders#x", true, forbidden, middleware.NoRoute},
 			{"the plain request", "GET", "/orders/1", true, ok, "GET /orders/{id}"},
 			{"no false denial: a subtree is not a reading of what is under it", "GET", "/other/1", true, ok, "/"},
 			{"a public route read in upper case needs what the catch-all needs", "GET", "/HEALTHZ", false, ok, "/"},
@@ -62,6 +63,8 @@ func TestPathReadings(t *testing.T) {
 			{"a slash is the API's business", "GET", "/orders/1/", false, ok, "/"},
 			{"';' is an ordinary character", "GET", "/orders;x/1", false, ok, "/"},
 			{"the plain request", "GET", "/orders/1", false, forbidden, "GET /orders/{id}"},
+			{"Starlette upper-cases the method", "get", "/orders/1", false, forbidden, "GET /orders/{id}"},
+			{"Express drops a fragment", "GET", "/orders/1#x", true, forbidden, middleware.NoRoute},
 		}},
 		{middleware.PathsExpress, []row{
 			{"case folding", "GET", "/ORDERS/1", false, forbidden, "GET /orders/{id}"},

@@ -255,6 +255,12 @@ func (t *routeTable) match(sh int, r *http.Request, m *matched) {
 	case ambiguousPath(r.URL) || dotSegments(r.URL.Path):
 		m.why = errAmbiguousPath
 		return
+	case strings.IndexByte(r.RequestURI, '#') >= 0:
+		// A request target never holds a fragment (RFC 9112 §3.2), and Go keeps one
+		// in the path, while Express drops it: /orders#x would be the catch-all here
+		// and GET /orders there.
+		m.why = errFragment
+		return
 	case r.Method == http.MethodConnect:
 		// ServeMux matches CONNECT by host and an unclean path; an API cannot route a
 		// tunnel by path at all.
@@ -399,6 +405,7 @@ var (
 	errAmbiguousPath = errors.New("the path holds an encoded slash, dot segment or backslash, which the API may read differently from the route table: no route is matched")
 	errSemicolon     = errors.New("the path holds ';', which servlet containers read as a path parameter and drop: no route is matched (upstreamPaths servlet decides on the path without them)")
 	errConnect       = errors.New("CONNECT opens a tunnel that no route can decide on: no route is matched")
+	errFragment      = errors.New("the request target holds a fragment ('#'), which some APIs drop before routing: no route is matched")
 )
 
 // ambiguousPath reports whether a path holds an encoded slash (%2F) or backslash (%5C),
