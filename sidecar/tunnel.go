@@ -280,10 +280,3 @@ func (ts *tunnels) closeAll() {
 	}
 	ts.wg.Wait()
 }
-
-// count is the number of open tunnels.
-func (ts *tunnels) count() int {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	return len(ts.live)
-}
