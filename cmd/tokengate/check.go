@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -120,6 +121,10 @@ func explain(w io.Writer, l *sidecar.Loaded, gate *middleware.Gate, d middleware
 		why = "no token was given"
 	case middleware.ReasonNoRoute:
 		why = "no route of the configuration matches this method and path, so the request is denied (fail closed)"
+		var e *middleware.Error
+		if errors.As(d.Err, &e) && e.Err != nil {
+			why = e.Err.Error()
+		}
 	case middleware.ReasonExpired:
 		if exp, ok := timeClaim(claims, "exp"); ok {
 			why = fmt.Sprintf("the token expired %s ago (exp %s, leeway %s); the client should use its refresh token", ago(now.Sub(exp)), exp.UTC().Format(time.RFC3339), leeway(l))
@@ -145,6 +150,9 @@ func explain(w io.Writer, l *sidecar.Loaded, gate *middleware.Gate, d middleware
 		}
 		if r := findRoute(l, d.Route); r != nil {
 			why = fmt.Sprintf("route %s %s; the token has %s", d.Route, routeNeeds(*r), have)
+			if style := l.Gate.PathStyle; style != middleware.PathsExact {
+				why += fmt.Sprintf(" (every route that the path matches as the upstream may read it counts: upstreamPaths %s)", cmp.Or(style, middleware.PathsStrict))
+			}
 		}
 	case middleware.ReasonUnknownKey:
 		why = fmt.Sprintf("no key with kid %s in the key set of %s", jsonText(hdr["kid"]), jsonText(claims["iss"]))

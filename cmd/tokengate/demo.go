@@ -32,6 +32,9 @@ routes:
     scopes: [orders:read]
   - match: "POST /orders"
     scopes: [orders:write]
+  # A catch-all: any valid token reaches what no route above names. tokengate holds
+  # /ORDERS/1, /orders/1/ and /orders;x/1 to GET /orders/{id} (upstreamPaths: strict),
+  # but list an API's routes instead where you can: docs/configuration.md says why.
   - match: "/"
     scopes: []
 forward:

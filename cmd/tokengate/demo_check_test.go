@@ -56,6 +56,7 @@ func TestCheckCommand(t *testing.T) {
 routes:
   - match: "GET /orders/{id}"
     scopes: [orders:read]
+  - match: "/"
 `, as.Issuer, e2eAudience)), 0o600)
 
 	run := func(stdin string, args ...string) (int, string) {
@@ -90,7 +91,9 @@ routes:
 			[]string{`why:      the token is for "https://other.example"; this API accepts [https://orders.example.com]`}},
 		{"unknown kid", "", []string{"--path", "/orders/1", as.MustMint(nil, jwkstest.WithHeader(jwkstest.Claims{"kid": "gone"}))}, 1,
 			[]string{`why:      no key with kid "gone"`, "(it has: rsa-1, ec-1, ed-1)", "NOT verified"}},
-		{"no route", "", []string{"--method", "DELETE", "--path", "/orders/1", ok}, 1, []string{"reason:   no_route"}},
+		{"a reading of the path", "", []string{"--path", "/ORDERS/1", as.MustMint(jwkstest.Claims{"scope": "profile"})}, 1,
+			[]string{"route:    GET /orders/{id} (needs orders:read)", "as the upstream may read it counts: upstreamPaths strict"}},
+		{"no route", "", []string{"--path", "/orders;x/1", ok}, 1, []string{"reason:   no_route", "why:      the path holds ';'"}},
 		{"usage", "", []string{"--path", "orders"}, 2, []string{"--path \"orders\" must start with /"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
