@@ -82,12 +82,7 @@ func TestWebSocketTunnelsEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	dial := func() *websocket.Conn {
-		c, resp, err := websocket.Dial(ctx, strings.Replace(h.url, "http", "ws", 1)+upstreamtest.PushPath, &websocket.DialOptions{
-			HTTPHeader: http.Header{"Authorization": {"Bearer " + h.read()}},
-		})
-		if err != nil {
-			t.Fatalf("dial: %v (%v)", err, resp)
-		}
+		c := h.dialWebSocket(t, ctx, upstreamtest.PushPath, h.read())
 		if _, msg, err := c.Read(ctx); err != nil || string(msg) != "hello" {
 			t.Fatalf("%q %v", msg, err)
 		}
@@ -132,12 +127,7 @@ func TestWebSocketBusyTunnelIsNotIdle(t *testing.T) {
 	h := start(t, "limits: {tunnelIdle: 300ms}\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, resp, err := websocket.Dial(ctx, strings.Replace(h.url, "http", "ws", 1)+"/ws", &websocket.DialOptions{
-		HTTPHeader: http.Header{"Authorization": {"Bearer " + h.read()}},
-	})
-	if err != nil {
-		t.Fatalf("dial: %v (%v)", err, resp)
-	}
+	c := h.dialWebSocket(t, ctx, "/ws", h.read())
 	defer c.CloseNow()
 	deadline := time.Now().Add(1200 * time.Millisecond) // four idle limits
 	for i := 0; time.Now().Before(deadline) && i < 1000; i++ {

@@ -146,6 +146,18 @@ func (h *harness) do(t *testing.T, method, path, token string, headers ...string
 	return resp, string(body)
 }
 
+// dialWebSocket opens a WebSocket through the sidecar with a bearer token.
+func (h *harness) dialWebSocket(t *testing.T, ctx context.Context, path, token string) *websocket.Conn {
+	t.Helper()
+	c, resp, err := websocket.Dial(ctx, strings.Replace(h.url, "http", "ws", 1)+path, &websocket.DialOptions{
+		HTTPHeader: http.Header{"Authorization": {"Bearer " + token}},
+	})
+	if err != nil {
+		t.Fatalf("dial %s: %v (%v)", path, err, resp)
+	}
+	return c
+}
+
 func (h *harness) read() string {
 	return h.as.MustMint(jwkstest.Claims{"sub": "u1", "client_id": "c1", "scope": "orders:read"})
 }
@@ -329,12 +341,7 @@ func TestWebSocket(t *testing.T) {
 	h := start(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, resp, err := websocket.Dial(ctx, strings.Replace(h.url, "http", "ws", 1)+"/ws", &websocket.DialOptions{
-		HTTPHeader: http.Header{"Authorization": {"Bearer " + h.read()}},
-	})
-	if err != nil {
-		t.Fatalf("dial: %v (%v)", err, resp)
-	}
+	c := h.dialWebSocket(t, ctx, "/ws", h.read())
 	defer c.CloseNow()
 	if err := c.Write(ctx, websocket.MessageText, []byte("hello")); err != nil {
 		t.Fatal(err)
@@ -346,7 +353,7 @@ func TestWebSocket(t *testing.T) {
 	c.Close(websocket.StatusNormalClosure, "")
 
 	// Without a token the upgrade is refused before the upstream.
-	_, resp, err = websocket.Dial(ctx, strings.Replace(h.url, "http", "ws", 1)+"/ws", nil)
+	_, resp, err := websocket.Dial(ctx, strings.Replace(h.url, "http", "ws", 1)+"/ws", nil)
 	if err == nil || resp == nil || resp.StatusCode != 401 {
 		t.Fatalf("unauthenticated upgrade: %v %v", err, resp)
 	}

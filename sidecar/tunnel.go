@@ -29,16 +29,15 @@ type tunnel struct {
 	linger time.Duration
 	last   atomic.Int64 // unix nanoseconds
 
-	mu      sync.Mutex
-	conns   []net.Conn
-	ended   int
-	timer   *time.Timer
-	closed  bool
-	onClose func()
+	mu     sync.Mutex
+	conns  []net.Conn
+	ended  int
+	timer  *time.Timer
+	closed bool
 }
 
-func newTunnel(idle time.Duration, onClose func()) *tunnel {
-	t := &tunnel{idle: idle, linger: min(tunnelLinger, idle), onClose: onClose}
+func newTunnel(idle time.Duration) *tunnel {
+	t := &tunnel{idle: idle, linger: min(tunnelLinger, idle)}
 	t.touch()
 	return t
 }
@@ -92,9 +91,6 @@ func (t *tunnel) close() {
 	t.mu.Unlock()
 	for _, c := range conns {
 		c.Close()
-	}
-	if t.onClose != nil {
-		t.onClose()
 	}
 }
 
@@ -247,7 +243,7 @@ func newTunnels() *tunnels { return &tunnels{live: map[*tunnel]struct{}{}} }
 // open starts a tunnel for a handshake; done ends its handler's hold on it.
 func (ts *tunnels) open(idle time.Duration) *tunnel {
 	ts.wg.Add(1)
-	t := newTunnel(idle, nil)
+	t := newTunnel(idle)
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	if ts.closed {

@@ -4,10 +4,8 @@ package interop_test
 
 import (
 	"bufio"
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -34,60 +32,24 @@ import (
 // oidcDir is testdata/oidc as an absolute path: the npm project of the provider.
 var oidcDir string
 
-// stampFile, in node_modules, holds the hash of what the last `npm ci` installed.
-const stampFile = ".tokengate-interop-stamp"
-
-// setupNode checks that node and npm are on PATH and installs the pinned oidc-provider
-// with `npm ci` unless node_modules already holds exactly what package-lock.json pins
-// (a stamp written after a successful `npm ci` says so). It never skips: without Node
-// the suite fails.
+// setupNode installs the pinned oidc-provider with `npm ci` unless node_modules already
+// holds exactly what package-lock.json pins. It never skips: without Node the suite
+// fails.
 func setupNode() error {
 	dir, err := filepath.Abs(filepath.Join("testdata", "oidc"))
 	if err != nil {
 		return err
 	}
 	oidcDir = dir
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s is not on PATH: this suite runs node-oidc-provider and needs Node.js (20 or later) with npm; install them (for example `apt-get install nodejs npm`), it never skips", tool)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	v, err := exec.CommandContext(ctx, "node", "--version").Output()
-	if err != nil {
-		return fmt.Errorf("node --version: %v", err)
-	}
-	nodeVersion := strings.TrimSpace(string(v))
-
-	h := sha256.New()
-	for _, f := range []string{"package.json", "package-lock.json"} {
-		b, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			return err
-		}
-		h.Write(b)
-	}
-	h.Write([]byte(nodeVersion))
-	want := hex.EncodeToString(h.Sum(nil))
-	stamp := filepath.Join(dir, "node_modules", stampFile)
-	if got, err := os.ReadFile(stamp); err == nil && string(got) == want {
-		fmt.Fprintf(os.Stderr, "e2e/interop: node %s; node_modules up to date\n", nodeVersion)
-		return nil
-	}
-	start := time.Now()
-	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
-	cmd.Dir = dir
-	cmd.WaitDelay = 5 * time.Second
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("npm ci in %s: %v\n%s", dir, err, out)
-	}
-	if err := os.WriteFile(stamp, []byte(want), 0o644); err != nil {
+	node, took, err := e2etest.NPMInstall(dir, "this suite (node-oidc-provider)", 20)
+	switch {
+	case err != nil:
 		return err
+	case took > 0:
+		fmt.Fprintf(os.Stderr, "e2e/interop: node %s; npm ci took %s\n", node, took.Round(time.Millisecond))
+	default:
+		fmt.Fprintf(os.Stderr, "e2e/interop: node %s; node_modules up to date\n", node)
 	}
-	fmt.Fprintf(os.Stderr, "e2e/interop: node %s; npm ci took %s\n", nodeVersion, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

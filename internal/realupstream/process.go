@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/e2etest"
 )
 
 // The interpreters are Debian's, by absolute path: PATH may lead to another python3
@@ -302,84 +302,21 @@ func compileTomcat(t testing.TB, dir string) string {
 	return classes
 }
 
-// expressStamp, in node_modules, holds the hash of what the last `npm ci` installed.
-const expressStamp = ".tokengate-realupstream-stamp"
-
 var (
 	expressOnce sync.Once
 	expressErr  error
 )
 
-// setupExpress checks for node and npm and, once per test binary, installs the
-// Express app's packages with `npm ci` unless node_modules already holds exactly what
-// package-lock.json pins (a stamp written after a successful `npm ci` says so).
+// setupExpress installs the Express app's packages once per test binary, with
+// `npm ci` when node_modules does not hold what package-lock.json pins.
 func setupExpress(t testing.TB, dir string) error {
 	t.Helper()
-	expressOnce.Do(func() { expressErr = npmCI(t, dir) })
+	expressOnce.Do(func() {
+		node, took, err := e2etest.NPMInstall(dir, "the Express upstream", 18)
+		if err == nil && took > 0 {
+			t.Logf("realupstream: node %s; npm ci took %s", node, took.Round(time.Millisecond))
+		}
+		expressErr = err
+	})
 	return expressErr
-}
-
-func npmCI(t testing.TB, dir string) error {
-	t.Helper()
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s is not on PATH: the Express upstream needs Node.js 18 or later with npm; install them (for example `apt-get install nodejs npm`)", tool)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	v, err := exec.CommandContext(ctx, "node", "--version").Output()
-	if err != nil {
-		return fmt.Errorf("node --version: %w", err)
-	}
-	nodeVersion := strings.TrimSpace(string(v))
-	major, _, _ := strings.Cut(strings.TrimPrefix(nodeVersion, "v"), ".")
-	if n, err := strconv.Atoi(major); err != nil || n < 18 {
-		return fmt.Errorf("node is %s: Express 5 needs Node.js 18 or later; install a newer nodejs", nodeVersion)
-	}
-
-	h := sha256.New()
-	for _, f := range []string{"package.json", "package-lock.json"} {
-		b, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			return err
-		}
-		h.Write(b)
-	}
-	h.Write([]byte(nodeVersion))
-	want := hex.EncodeToString(h.Sum(nil))
-	stamp := filepath.Join(dir, "node_modules", expressStamp)
-	upToDate := func() bool { got, err := os.ReadFile(stamp); return err == nil && string(got) == want }
-	if upToDate() {
-		return nil
-	}
-	// Test binaries of several packages may get here at once: one runs npm ci, the
-	// others wait and find the stamp. npm ci never writes package-lock.json, so it
-	// carries the (advisory) lock.
-	lock, err := os.Open(filepath.Join(dir, "package-lock.json"))
-	if err != nil {
-		return err
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("locking %s: %w", lock.Name(), err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-	if upToDate() {
-		return nil
-	}
-	start := time.Now()
-	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
-	cmd.Dir = dir
-	cmd.WaitDelay = 5 * time.Second
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("npm ci in %s: %w\n%s", dir, err, out)
-	}
-	if err := os.WriteFile(stamp, []byte(want), 0o644); err != nil {
-		return err
-	}
-	t.Logf("realupstream: node %s; npm ci took %s", nodeVersion, time.Since(start).Round(time.Millisecond))
-	return nil
 }
