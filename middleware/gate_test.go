@@ -143,8 +143,9 @@ func TestResponsesTable(t *testing.T) {
 	})
 	t.Run("alg none (X1)", func(t *testing.T) {
 		for _, alg := range []string{"none", "None", "NONE", "nOnE"} {
+			// An unsecured JWS, with its empty signature, is an algorithm attack.
 			tok := jwkstest.Encode([]byte(`{"alg":"`+alg+`","kid":"rsa-1"}`)) + "." + jwkstest.Encode([]byte(`{"sub":"a"}`)) + "."
-			e.check(t, get, path, invalidToken(middleware.ReasonMalformedToken), bearer(tok))
+			e.check(t, get, path, invalidToken(middleware.ReasonAlgorithm), bearer(tok))
 			tok += "c2ln"
 			e.check(t, get, path, invalidToken(middleware.ReasonAlgorithm), bearer(tok))
 		}
@@ -277,7 +278,8 @@ func TestStandards(t *testing.T) {
 		{"S9 payload not UTF-8", "Bearer " + signRaw(hdr, payload(`,"x":"`+"\xff"+`"`)), middleware.ReasonMalformedToken},
 		{"S9 header not UTF-8", "Bearer " + signRaw(`{"alg":"RS256","kid":"rsa-1","x":"`+"\xff"+`"}`, payload("")), middleware.ReasonMalformedToken},
 		{"S1 PS512 is not allowed", "Bearer " + as.MustMint(read, jwkstest.WithAlg("PS512")), middleware.ReasonAlgorithm},
-		{"S2 none, signed (X1)", "Bearer " + jwkstest.Encode([]byte(`{"alg":"none"}`)) + "." + jwkstest.Encode([]byte(payload(""))) + ".", middleware.ReasonMalformedToken},
+		{"S2 none, unsecured (X1)", "Bearer " + jwkstest.Encode([]byte(`{"alg":"none"}`)) + "." + jwkstest.Encode([]byte(payload(""))) + ".", middleware.ReasonAlgorithm},
+		{"S2 an empty signature with an accepted alg", "Bearer " + jwkstest.Encode([]byte(`{"alg":"RS256"}`)) + "." + jwkstest.Encode([]byte(payload(""))) + ".", middleware.ReasonMalformedToken},
 		{"X3 HS256 keyed with the public key PEM", "Bearer " + hs256(pubPEM()), middleware.ReasonAlgorithm},
 		{"X4 kid path traversal", "Bearer " + as.MustMint(read, jwkstest.WithHeader(jwkstest.Claims{"kid": "../../../../dev/null"})), middleware.ReasonUnknownKey},
 		{"X4 kid empty", "Bearer " + as.MustMint(read, jwkstest.WithHeader(jwkstest.Claims{"kid": ""})), middleware.ReasonMalformedToken},

@@ -102,6 +102,14 @@ func (v *verifier) verify(ctx context.Context, token string) (*Claims, *Error) {
 		return nil, deny(ReasonMalformedToken, errTooLong)
 	}
 	if !threeSegments(token) {
+		// An unsecured JWS (alg none, RFC 7515 §A.5) has an empty signature: an attack
+		// on the algorithm, counted as one (reason algorithm, the label SREs watch),
+		// not as a malformed token.
+		if h, rest, ok := strings.Cut(token, "."); ok && strings.Count(rest, ".") == 1 && strings.HasSuffix(rest, ".") && h != "" && len(rest) > 1 {
+			if e := v.checkHeader(h); e != nil && e.Reason == ReasonAlgorithm {
+				return nil, e
+			}
+		}
 		return nil, deny(ReasonMalformedToken, errSegments)
 	}
 	if err := v.checkHeader(token[:strings.IndexByte(token, '.')]); err != nil {
