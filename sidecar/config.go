@@ -1,15 +1,18 @@
 package sidecar
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -254,17 +257,20 @@ func Load(path string, data []byte, forSidecar bool, o Overrides) (*Loaded, erro
 	lines := map[string]int{}
 	var problems []error
 	checkKeys(path, doc, reflect.TypeOf(Config{}), "", lines, &problems, map[aliasVisit]bool{})
-	if len(problems) == 0 {
-		// yaml.v3 compares every pair of keys of a mapping, and words an error for
-		// every pair that repeats: find repeats, and too many keys, first.
-		mappingProblems(path, doc, map[*yaml.Node]bool{}, &problems)
+	// yaml.v3 compares every pair of keys of a mapping, and words an error for every
+	// pair that repeats: find repeats, and too many keys, before decoding.
+	var shape []error
+	mappingProblems(path, doc, map[*yaml.Node]bool{}, &shape)
+	if len(shape) > 0 {
+		return nil, sorted(append(problems, shape...))
 	}
-	if len(problems) > 0 {
-		return nil, errors.Join(problems...)
-	}
+	// Unknown keys do not stop the checks that follow: every problem is reported in
+	// one pass, sorted by line. Decoding ignores the unknown keys (they are reported
+	// already); a value of the wrong type stops there, since what resolve would say of
+	// the fields it left empty would be noise.
 	var file Config
 	if err := doc.Decode(&file); err != nil {
-		return nil, yamlProblem(path, err)
+		return nil, sorted(append(problems, yamlProblems(path, err)...))
 	}
 	o.apply(&file)
 	l, errs := file.resolve(forSidecar)
@@ -272,9 +278,37 @@ func Load(path string, data []byte, forSidecar bool, o Overrides) (*Loaded, erro
 		problems = append(problems, locate(path, e, lines))
 	}
 	if len(problems) > 0 {
-		return nil, errors.Join(problems...)
+		return nil, sorted(problems)
 	}
 	return l, nil
+}
+
+// sorted joins problems in the order of their lines; those without a line (a key
+// that is missing) come last, in the order they were found.
+func sorted(problems []error) error {
+	line := func(err error) int {
+		var p *Problem
+		if errors.As(err, &p) && p.Line > 0 {
+			return p.Line
+		}
+		return math.MaxInt
+	}
+	slices.SortStableFunc(problems, func(a, b error) int { return cmp.Compare(line(a), line(b)) })
+	return errors.Join(problems...)
+}
+
+// yamlProblems turns a decoding error into Problems: one per value of the wrong type
+// (yaml.v3 lists them all in one *yaml.TypeError).
+func yamlProblems(path string, err error) []error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return []error{yamlProblem(path, err)}
+	}
+	out := make([]error, 0, len(te.Errors))
+	for _, msg := range te.Errors {
+		out = append(out, yamlProblem(path, errors.New(msg)))
+	}
+	return out
 }
 
 // checkKeys walks a mapping node against the struct type it decodes into and reports

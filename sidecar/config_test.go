@@ -115,6 +115,47 @@ forward:
 	}
 }
 
+// Unknown keys do not hide the other problems: a new user gets every one in one pass,
+// in the order of the file (issue 11).
+func TestLoadReportsEveryProblemSortedByLine(t *testing.T) {
+	file := `upstream: localhost:8080
+issuers:
+  - issuer: https://auth.example.com
+    audience: [x]
+routes:
+  - match: "GET /a/{x"
+tokens:
+  leway: 30s
+`
+	_, err := sidecar.Load("t.yaml", []byte(file), true, sidecar.Overrides{})
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	got := strings.Split(err.Error(), "\n")
+	want := []string{
+		`t.yaml:1: upstream: "localhost:8080" is not an http(s) URL`,
+		`t.yaml:3: issuers[0].audiences: is empty`,
+		`t.yaml:4: issuers[0].audience: unknown key`,
+		`t.yaml:6: routes[0].match:`,
+		`t.yaml:8: tokens.leway: unknown key`,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d problems, want %d:\n%v", len(got), len(want), err)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(got[i], w) {
+			t.Errorf("problem %d is %q, want it to start with %q", i+1, got[i], w)
+		}
+	}
+	// Values of the wrong type are reported each, with the unknown keys.
+	_, err = sidecar.Load("t.yaml", []byte(minimal+"tokens:\n  maxBytes: lots\n  leeway: soon\n  lewey: 1s\n"), true, sidecar.Overrides{})
+	for _, w := range []string{"t.yaml:8: cannot unmarshal `lots`", "t.yaml:9: cannot unmarshal `soon`", "t.yaml:10: tokens.lewey: unknown key"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("lacks %q:\n%v", w, err)
+		}
+	}
+}
+
 func TestLoadFile(t *testing.T) {
 	if _, err := sidecar.LoadFile("/nonexistent/tokengate.yaml", true, sidecar.Overrides{}); err == nil || !strings.Contains(err.Error(), "/nonexistent/tokengate.yaml") {
 		t.Fatalf("%v", err)
