@@ -471,6 +471,11 @@ func TestLogs(t *testing.T) {
 	e.do("GET", "/orders/1", "Authorization: Bearer "+strings.Repeat("a", 20)+"."+"b")
 	unknown := e.as.MustMint(jwkstest.Claims{"scope": "orders:read"}, jwkstest.WithHeader(jwkstest.Claims{"kid": "k-\"gone\""}))
 	e.do("GET", "/orders/1", bearer(unknown))
+	e.do("GET", "/orders/1;x?access_token=secret-in-query", "X-Request-Id: req-7")
+	w := e.do("GET", "/orders/2", "X-Request-Id: bad id\"")
+	if id := w.Header().Get("X-Request-Id"); len(id) != 32 || strings.Contains(id, "bad") {
+		t.Errorf("a malformed request id was answered as %q, want a new one", id)
+	}
 	mu.Lock()
 	logs := buf.String()
 	mu.Unlock()
@@ -478,13 +483,17 @@ func TestLogs(t *testing.T) {
 		`"level":"DEBUG","msg":"request allowed","decision":"allowed","reason":"ok","route":"GET /orders/{id}"`,
 		`"level":"INFO","msg":"request denied","decision":"denied","reason":"audience"`,
 		`"subject_hash":"`,
-		`"reason":"unknown_key","route":"GET /orders/{id}","method":"GET","issuer":"` + e.as.Issuer + `","kid":"k-\"gone\""`,
+		`"reason":"unknown_key","route":"GET /orders/{id}","method":"GET","path":"/orders/1","client":"192.0.2.1:1234","request_id":"`,
+		`"issuer":"` + e.as.Issuer + `","kid":"k-\"gone\""`,
+		// The why of no_route; the path without its query; a client's well-formed
+		// request id kept, a malformed one replaced.
+		`"reason":"no_route","route":"none","method":"GET","path":"/orders/1;x","client":"192.0.2.1:1234","request_id":"req-7","error":"the path holds ';'`,
 	} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %s:\n%s", want, logs)
 		}
 	}
-	for _, secret := range []string{ok, bad, unknown, "eyJ", "alice", strings.Repeat("a", 20)} {
+	for _, secret := range []string{ok, bad, unknown, "eyJ", "alice", strings.Repeat("a", 20), "secret-in-query", "bad id"} {
 		if strings.Contains(logs, secret) {
 			t.Fatalf("logs hold %q (B16)", secret[:min(len(secret), 20)])
 		}

@@ -568,11 +568,14 @@ func (g *Gate) count(sh int, c *counters, d *Decision, start time.Time) {
 // Handler enforces the route table in front of next. An allowed request reaches next
 // with its claims in the context (ClaimsFrom) and its Decision (DecisionFrom); a denied
 // one never does, and gets the RFC 6750 answer; in shadow mode it reaches next without
-// claims. A request asking to switch protocols (Upgrade) reaches next without that ask
+// claims. Every request carries an X-Request-Id on to next, the client's when it is
+// well formed, else one Handler made; a denial answers with it, and its log line names
+// it. A request asking to switch protocols (Upgrade) reaches next without that ask
 // unless it is a WebSocket handshake on routes that allow it (Decision.WebSocket): a
 // switch to h2c would open a tunnel whose requests nobody decides on.
 func (g *Gate) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ensureRequestID(w, r)
 		d := g.Decide(r)
 		g.logDecision(r, d)
 		if !d.Forward() {
@@ -617,6 +620,7 @@ func (g *Gate) require(all, anyOf []string) func(http.Handler) http.Handler {
 	scope := strings.Join(needed, " ")
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ensureRequestID(w, r)
 			start := time.Now()
 			shp := acquireShard()
 			sh := *shp
@@ -682,7 +686,14 @@ func (g *Gate) logDecision(r *http.Request, d Decision) {
 		slog.String("decision", d.Outcome),
 		slog.String("reason", string(d.Reason)),
 		slog.String("route", d.Route),
-		slog.String("method", r.Method),
+		slog.String("method", truncate(r.Method, 32)),
+		// The path without its query (where tokens and personal data travel), cut
+		// short: a client chooses it.
+		slog.String("path", truncate(r.URL.Path, 256)),
+		slog.String("client", r.RemoteAddr),
+	}
+	if id := r.Header.Get(RequestIDHeader); id != "" {
+		attrs = append(attrs, slog.String("request_id", id))
 	}
 	var e *Error
 	if errors.As(d.Err, &e) && e.Issuer != "" && d.Claims == nil {
@@ -697,7 +708,11 @@ func (g *Gate) logDecision(r *http.Request, d Decision) {
 	if e != nil && e.KeyID != "" {
 		attrs = append(attrs, slog.String("kid", truncate(e.KeyID, 64)))
 	}
-	if d.Err != nil && d.Reason != ReasonMissingToken && d.Reason != ReasonNoRoute {
+	switch {
+	case d.Reason == ReasonNoRoute && e != nil && e.Err != nil:
+		// Why nothing matched: an encoded slash, a ';', a fragment, CONNECT.
+		attrs = append(attrs, slog.String("error", truncate(e.Err.Error(), 256)))
+	case d.Err != nil && d.Reason != ReasonMissingToken && d.Reason != ReasonNoRoute:
 		attrs = append(attrs, slog.String("error", truncate(d.Err.Error(), 256)))
 	}
 	if d.Cached {

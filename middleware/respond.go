@@ -44,6 +44,9 @@ func (g *Gate) challenge(d Decision) string {
 // in the past ends any read of the body (http.ResponseController).
 func (g *Gate) respond(w http.ResponseWriter, r *http.Request, d Decision) {
 	h := w.Header()
+	if id := r.Header.Get(RequestIDHeader); id != "" {
+		h.Set(RequestIDHeader, id)
+	}
 	if r.ProtoMajor == 1 && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
 		h.Set("Connection", "close")
 		_ = http.NewResponseController(w).SetReadDeadline(time.Now())

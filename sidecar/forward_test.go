@@ -382,3 +382,27 @@ func TestShadowModeStillRefusesTheUnforwardable(t *testing.T) {
 		t.Fatalf("%d requests reached the upstream, want the one shadow denial", n)
 	}
 }
+
+// Every request reaches the upstream with a request id: the client's when it is well
+// formed, else a new one; a denial answers with it (issue 11).
+func TestRequestID(t *testing.T) {
+	h := start(t, "")
+	h.do(t, "GET", "/orders/1", h.read(), "X-Request-Id: 6f1c2a9e-1b7d-4c3e-9a55-0b4c1d2e3f40")
+	if got := h.up.Last().Header.Values("X-Request-Id"); len(got) != 1 || got[0] != "6f1c2a9e-1b7d-4c3e-9a55-0b4c1d2e3f40" {
+		t.Fatalf("a well-formed id became %q", got)
+	}
+	for _, bad := range []string{"", "two words", strings.Repeat("x", 200), "a\"b"} {
+		var hdrs []string
+		if bad != "" {
+			hdrs = append(hdrs, "X-Request-Id: "+bad)
+		}
+		h.do(t, "GET", "/orders/1", h.read(), hdrs...)
+		if got := h.up.Last().Header.Values("X-Request-Id"); len(got) != 1 || len(got[0]) != 32 {
+			t.Errorf("%q became %q, want one new id", bad, got)
+		}
+	}
+	resp, _ := h.do(t, "GET", "/orders/1", "", "X-Request-Id: abc-1")
+	if resp.StatusCode != 401 || resp.Header.Get("X-Request-Id") != "abc-1" {
+		t.Fatalf("%d %q", resp.StatusCode, resp.Header.Get("X-Request-Id"))
+	}
+}
