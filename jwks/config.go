@@ -206,8 +206,8 @@ func (c Config) validate() (algSet, *x509.CertPool, error) {
 	return allowed, roots, errors.Join(errs...)
 }
 
-// checkURL applies DESIGN.md's scheme rule: https, or http to a loopback host (tests and
-// the demo), or http anywhere when insecureHTTP is set.
+// checkURL applies the scheme rule of docs/keys.md: https, or http to a loopback host
+// (tests and the demo), or http anywhere when insecureHTTP is set.
 func checkURL(raw string, insecureHTTP bool) error {
 	u, err := url.Parse(raw)
 	if err != nil {

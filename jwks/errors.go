@@ -6,7 +6,7 @@ import (
 )
 
 // Errors a key look-up returns. Callers test them with errors.Is; each maps to one
-// reason of DESIGN.md's responses table. None of them carries a value from the token,
+// reason of docs/middleware.md's responses. None of them carries a value from the token,
 // so they are safe to log, but they are never meant for a response body.
 var (
 	// ErrUnknownKey: the issuer's key set has no key for the token's kid, even after the

@@ -16,7 +16,7 @@ import (
 
 // A Go program trusts one authorization server: it starts the issuer's key set, waits
 // for the first load, and verifies tokens with the set as the jwt.Keyfunc.
-func Example() {
+func ExampleNew() {
 	as := jwkstest.MustNewServer() // stands in for https://auth.example.com
 	defer as.Close()
 

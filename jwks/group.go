@@ -11,7 +11,7 @@ import (
 
 // Group holds the key sets of every trusted issuer, one Set each, never merged: a key
 // of issuer A never verifies a token that claims to come from issuer B (RFC 8725 §3.8,
-// STANDARDS X13).
+// docs/standards.md X13).
 type Group struct {
 	sets     map[string]*Set
 	order    []*Set

@@ -19,7 +19,7 @@ const (
 	TriggerUnknownKID = "unknown_kid"
 )
 
-// Metrics are the key-set metrics of DESIGN.md. Build them once per process with
+// Metrics are the key-set metrics of docs/metrics.md. Build them once per process with
 // NewMetrics and share them between every Set (and every reload): the issuer label
 // tells the sets apart. A nil *Metrics counts nothing.
 type Metrics struct {

@@ -531,10 +531,10 @@ func (s *Set) fetchKeys(ctx context.Context) (string, parsedSet, error) {
 	return ResultUpdated, parsed, nil
 }
 
-// onMiss handles a kid that the set lacks (STANDARDS D5, X21): it waits for a fetch
-// already in flight, or starts one when the rate limit allows, for no longer than
-// Refresh.UnknownKIDWait or ctx; a kid still unknown afterwards is remembered for a while
-// so that repeating it costs nothing.
+// onMiss handles a kid that the set lacks (docs/standards.md D5, X21): it waits for a
+// fetch already in flight, or starts one when the rate limit allows, for no longer than
+// Refresh.UnknownKIDWait or ctx; a kid still unknown afterwards is remembered for a
+// while so that repeating it costs nothing.
 func (s *Set) onMiss(ctx context.Context, kid string) (jwkset.JWK, error) {
 	if s.neg.contains(kid, s.now()) {
 		return jwkset.JWK{}, s.missErr()

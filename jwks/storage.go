@@ -13,7 +13,7 @@ import (
 
 // snapshot is an immutable index of one issuer's usable keys. A refresh builds a new
 // one and swaps it in whole, so that a look-up reads it without a lock and a key that
-// the issuer removed (revoked) is gone at once (STANDARDS X49).
+// the issuer removed (revoked) is gone at once (docs/standards.md X49).
 type snapshot struct {
 	all   []jwkset.JWK
 	byKID map[string]jwkset.JWK

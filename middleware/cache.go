@@ -8,10 +8,10 @@ import (
 	"time"
 )
 
-// tokenCache remembers the claims of tokens verified before (DESIGN.md request path,
-// step 2). It is keyed by the whole token string, never a part of it: the signature
-// segment alone is malleable (STANDARDS X28), so two different strings must never share
-// an entry. An entry is dropped once its token expires.
+// tokenCache remembers the claims of tokens verified before (docs/middleware.md,
+// Cache). It is keyed by the whole token string, never a part of it: the signature
+// segment alone is malleable (docs/standards.md X28), so two different strings must
+// never share an entry. An entry is dropped once its token expires.
 //
 // It is bounded by bytes as well as by entries: a client controls the size of what it
 // sends, and ten thousand 8 KiB tokens are not ten thousand 1 KiB ones. Each entry is

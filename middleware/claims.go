@@ -99,10 +99,10 @@ var (
 	registeredTimes = []string{"exp", "nbf", "iat"}
 )
 
-// UnmarshalJSON decodes a payload strictly (RFC 7519 §4, STANDARDS J1–J8, X18, X19,
-// X26): valid UTF-8, a JSON object, member names unique even under case folding (so no
-// other parser can read a different claim than this one), registered claims of their
-// registered JSON types: NumericDates are JSON numbers, never strings.
+// UnmarshalJSON decodes a payload strictly (RFC 7519 §4; docs/standards.md J1–J8, X18,
+// X19, X26): valid UTF-8, a JSON object, member names unique even under case folding
+// (so no other parser can read a different claim than this one), registered claims of
+// their registered JSON types: NumericDates are JSON numbers, never strings.
 func (c *Claims) UnmarshalJSON(data []byte) error {
 	if !utf8.Valid(data) {
 		return fmt.Errorf("%w: not valid UTF-8", errNotAnObject)

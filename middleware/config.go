@@ -53,7 +53,7 @@ type Issuer struct {
 	jwks.Config
 
 	// Audiences are the identifiers of this API: a token's aud must hold one of them.
-	// Required: an empty list would accept tokens meant for any API (STANDARDS X33).
+	// Required: an empty list would accept tokens meant for any API (docs/standards.md X33).
 	Audiences []string
 
 	// TokenType, when "at+jwt", requires RFC 9068 typing (typ at+jwt or
@@ -64,6 +64,13 @@ type Issuer struct {
 	// ScopeClaim is the claim that holds scopes. Empty reads scope, then scp, then
 	// scopes; each may be a space-separated string or an array of strings.
 	ScopeClaim string
+
+	// AudienceClaims, for an issuer whose access tokens carry no aud (AWS Cognito's
+	// carry client_id), are the claims read for the audience instead, each a string
+	// or an array of strings that must hold one of Audiences. A token of such an
+	// issuer that has an aud is refused (claims): from Cognito that is an ID token,
+	// which must never pass as an access token. Empty: aud, as RFC 9068 requires.
+	AudienceClaims []string
 }
 
 // Tokens says how tokens are read.
@@ -175,6 +182,15 @@ func (c Config) validate() []error {
 		case "", "at+jwt":
 		default:
 			bad(f+"tokenType", "%q: use \"at+jwt\" (RFC 9068) or leave it empty", iss.TokenType)
+		}
+		if iss.TokenType == "at+jwt" && len(iss.AudienceClaims) > 0 {
+			bad(f+"audienceClaims", "RFC 9068 tokens (tokenType: at+jwt) carry aud; audienceClaims is for issuers whose tokens have none")
+		}
+		for j, c := range iss.AudienceClaims {
+			switch c {
+			case "", "aud", "iss", "sub", "exp", "nbf", "iat", "jti", "scope", "scp", "scopes":
+				bad(fmt.Sprintf("%saudienceClaims[%d]", f, j), "%q cannot carry the audience: name the claim that does, such as client_id", c)
+			}
 		}
 	}
 	t := c.Tokens

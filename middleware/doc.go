@@ -24,19 +24,25 @@
 //	defer gate.Close()
 //	http.ListenAndServe(addr, gate.Handler(mux))
 //
-// Handlers read the verified claims with ClaimsFrom. A service that routes itself can
-// use Require("orders:write") on each handler instead of a route table.
+// Handlers read the verified claims with ClaimsFrom, and check its ok: there are none on
+// a public route reached without a valid token, or for a shadow-mode denial. A service
+// that routes itself can use Require("orders:write") on each handler instead of a route
+// table.
 //
 // # The request path
 //
-//  1. Route: the most specific Go 1.22 ServeMux pattern. No match: 403 no_route (fail
-//     closed). A public route needs no token.
+//  1. Route: the most specific Go 1.22 ServeMux pattern, for every reading of the
+//     request that Config.PathStyle says the API may make (in another case, without
+//     its trailing slash, without ";parameters", the method in upper case): the request
+//     must meet the policy of each. No match: 403 no_route (fail closed), as for an
+//     encoded slash, a dot segment, a fragment or CONNECT. A public route needs no
+//     token; one that verifies gives the handler its claims anyway.
 //  2. Extract: one Authorization header with the Bearer scheme (any case), one or more
 //     spaces, a b64token; optionally a configured cookie or query parameter. Two
 //     headers, two sources, a malformed value: 400 invalid_request. No token (or another
 //     scheme): 401 with a challenge without error code.
 //  3. Cache: a token verified before is found by its whole string; its time claims are
-//     checked again on every hit.
+//     checked again on every hit. Bounded by entries and by bytes.
 //  4. Verify: size cap, three base64url segments, a header of unique members without
 //     crit/b64/cty/zip/enc, an accepted alg; the issuer chosen by exact iss; its key by
 //     kid (jwks); strict claims (valid UTF-8, an object, no duplicate or case-variant
@@ -48,9 +54,10 @@
 // # Responses
 //
 // Every denial carries WWW-Authenticate with the realm; error and error_description
-// (fixed texts, never the token) when a token was sent; a small JSON body. 503 with
-// Retry-After when an issuer's keys were never loaded. The reasons and their statuses are
-// in DESIGN.md's table and in Reasons.
+// (fixed texts, never the token) when a token was sent; a small JSON body; the
+// request's X-Request-Id. 503 with Retry-After when an issuer's keys were never loaded.
+// A denied request's body is never read: over HTTP/1 its connection is closed. The reasons and their statuses are
+// in docs/metrics.md's table and in Reasons.
 //
 // # Metrics
 //

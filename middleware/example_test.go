@@ -2,6 +2,7 @@ package middleware_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,7 +18,7 @@ import (
 )
 
 // A Go service protects its routes with scopes and reads the caller from the claims.
-func Example() {
+func ExampleGate_Handler() {
 	as := jwkstest.MustNewServer(jwkstest.WithAudience("https://orders.example.com")) // the authorization server
 	defer as.Close()
 
@@ -41,7 +42,11 @@ func Example() {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /orders/{id}", func(w http.ResponseWriter, r *http.Request) {
-		claims, _ := middleware.ClaimsFrom(r.Context())
+		claims, ok := middleware.ClaimsFrom(r.Context())
+		if !ok { // never on this route behind Handler; check anyway, never panic
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
 		fmt.Fprintf(w, "order %s for %s", r.PathValue("id"), claims.Subject)
 	})
 	api := httptest.NewServer(gate.Handler(mux))
@@ -91,7 +96,11 @@ func ExampleGate_Require() {
 
 	mux := http.NewServeMux()
 	mux.Handle("POST /orders", gate.Require("orders:write")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		claims, _ := middleware.ClaimsFrom(r.Context())
+		claims, ok := middleware.ClaimsFrom(r.Context())
+		if !ok {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
 		fmt.Fprintf(w, "created by %s", claims.ClientID)
 	})))
 
@@ -128,6 +137,59 @@ func ExampleGate_Decide() {
 	fmt.Println(d.Outcome, d.Reason, d.Status, d.Route)
 	// Output:
 	// denied audience 401 GET /orders/{id}
+}
+
+// ClaimsFrom returns false where a request carries no verified claims: on a public
+// route reached without a valid token, or for a shadow-mode denial. Check ok; a handler
+// that dereferences the claims without it panics there.
+func ExampleClaimsFrom() {
+	as := jwkstest.MustNewServer(jwkstest.WithAudience("https://orders.example.com"))
+	defer as.Close()
+	gate, err := middleware.New(context.Background(), middleware.Config{
+		Issuers: []middleware.Issuer{{Config: jwks.Config{Issuer: as.Issuer}, Audiences: []string{"https://orders.example.com"}}},
+		Routes:  []middleware.Route{{Match: "GET /", Public: true}},
+	}, prometheus.NewRegistry(), middleware.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		panic(err)
+	}
+	defer gate.Close()
+	waitForKeys(gate)
+
+	h := gate.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if claims, ok := middleware.ClaimsFrom(r.Context()); ok {
+			fmt.Fprintf(w, "hello %s", claims.Subject)
+			return
+		}
+		fmt.Fprint(w, "hello, whoever you are")
+	}))
+	for _, token := range []string{as.MustMint(jwkstest.Claims{"sub": "alice"}), "", "not-a-token"} {
+		req := httptest.NewRequest("GET", "/", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		fmt.Println(w.Code, w.Body.String())
+	}
+	// Output:
+	// 200 hello alice
+	// 200 hello, whoever you are
+	// 200 hello, whoever you are
+}
+
+// New reports every problem of a configuration at once, each naming its field.
+func ExampleNew() {
+	_, err := middleware.New(context.Background(), middleware.Config{
+		Issuers: []middleware.Issuer{{Config: jwks.Config{Issuer: "https://auth.example.com"}}},
+		Routes:  []middleware.Route{{Match: "GET /orders/{id}", Scopes: []string{"orders read"}}},
+	}, prometheus.NewRegistry())
+	var fe *middleware.FieldError
+	fmt.Println(errors.As(err, &fe))
+	fmt.Println(err)
+	// Output:
+	// true
+	// issuers[0].audiences: is empty: a token for any API would be accepted; list this API's identifiers
+	// routes[0].scopes[0]: "orders read" is not a scope (RFC 6749 §3.3: printable ASCII without spaces, quotes or backslashes)
 }
 
 func waitForKeys(g *middleware.Gate) {

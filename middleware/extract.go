@@ -15,14 +15,15 @@ var (
 	errRepeatedSource = errors.New("the token cookie or query parameter is repeated")
 )
 
-// extract returns the bearer token of a request (DESIGN.md request path, step 1;
-// STANDARDS B1–B10): the Authorization header with the Bearer scheme (case-insensitive),
-// one or more spaces, one token; or, when configured, a cookie or a query parameter.
-// A header with another scheme (Basic, Digest...) counts as no token (RFC 6750 §3.1). The
-// result is "" with no error when there is no token; a repeated token, or tokens from
-// two sources, is malformed_request. The token's characters are not checked here but by
-// checkSyntax, after the cache: a token found there was checked when it was verified,
-// and scanning 1 KiB of base64 on every request is most of a cached decision's cost.
+// extract returns the bearer token of a request (docs/middleware.md, Extract;
+// docs/standards.md B1–B10, RFC 6750 §2.1 and §3.1): the Authorization header with the
+// Bearer scheme (case-insensitive), one or more spaces, one token; or, when configured,
+// a cookie or a query parameter. A header with another scheme (Basic, Digest...) counts
+// as no token (RFC 6750 §3.1). The result is "" with no error when there is no token; a
+// repeated token, or tokens from two sources, is malformed_request. The token's
+// characters are not checked here but by checkSyntax, after the cache: a token found
+// there was checked when it was verified, and scanning 1 KiB of base64 on every request
+// is most of a cached decision's cost.
 func extract(r *http.Request, cookie, query string) (string, *Error) {
 	var (
 		token   string

@@ -11,11 +11,11 @@ import (
 )
 
 // FuzzRouteMatch sends requests with odd methods, request targets and hosts, parsed as
-// the HTTP server parses them, through a Gate with DESIGN.md's routes. What must hold:
-// the decision is the same twice; the route label is a configured pattern or NoRoute;
-// and a request goes on to the API only on a route whose policy it meets, with a path
-// that the API cannot read as another route (clean once decoded, no encoded slash or
-// backslash).
+// the HTTP server parses them, through a Gate with the routes of
+// docs/configuration.md's example. What must hold: the decision is the same twice; the
+// route label is a configured pattern or NoRoute; and a request goes on to the API only
+// on a route whose policy it meets, with a path that the API cannot read as another
+// route (clean once decoded, no encoded slash or backslash).
 func FuzzRouteMatch(f *testing.F) {
 	e := newEnv(f, nil)
 	tok := e.as.MustMint(jwkstest.Claims{"scope": "orders:read"})

@@ -251,8 +251,8 @@ func (d Decision) Allowed() bool { return d.Outcome == DecisionAllowed }
 // mode.
 func (d Decision) Forward() bool { return d.Outcome != DecisionDenied }
 
-// Decide decides a request by the route table: DESIGN.md's request path, steps 1 to 4,
-// and step 6 (it counts the decision). It never writes a response; the middleware, the
+// Decide decides a request by the route table: docs/middleware.md, from Route to
+// Authorize (it counts the decision). It never writes a response; the middleware, the
 // sidecar and the check command act on the Decision.
 //
 // A request is decided on every reading of it that the configuration's PathStyle

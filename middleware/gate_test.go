@@ -195,8 +195,8 @@ func TestKeysUnavailable(t *testing.T) {
 	}
 }
 
-// TestStandards runs the rows of STANDARDS.md that apply to a bearer JWT: each a token
-// or a request, and the reason it must end with.
+// TestStandards runs the rows of docs/standards.md that apply to a bearer JWT: each a
+// token or a request, and the reason it must end with.
 func TestStandards(t *testing.T) {
 	e := newEnv(t, func(c *middleware.Config) {
 		c.Tokens.MaxLifetime = 24 * time.Hour

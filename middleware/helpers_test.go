@@ -51,7 +51,7 @@ type env struct {
 	h    http.Handler
 }
 
-// defaultRoutes are the routes of DESIGN.md's example.
+// defaultRoutes are the routes of docs/configuration.md's example.
 var defaultRoutes = []middleware.Route{
 	{Match: "GET /healthz", Public: true},
 	{Match: "GET /orders/{id}", Scopes: []string{"orders:read"}},

@@ -43,7 +43,7 @@ var (
 		[]string{"issuer"}, nil)
 )
 
-// metrics are the decision metrics of DESIGN.md, as one Prometheus collector. Every
+// metrics are the decision metrics of docs/metrics.md, as one Prometheus collector. Every
 // request updates several of them; with client_golang's own counters and histograms
 // each update is an atomic operation on memory that every core shares, and concurrent
 // requests queue on it (the cached decision got slower in parallel than alone). So the

@@ -253,3 +253,38 @@ func TestDeniedBodyIsNotRead(t *testing.T) {
 		t.Fatalf("the connection stayed open: %v", err)
 	}
 }
+
+// AWS Cognito's access tokens carry no aud but client_id, and its ID tokens carry aud:
+// with AudienceClaims the first pass and the second never does (issue 11).
+func TestAudienceClaims(t *testing.T) {
+	const app = "4fr8p2abcdclient"
+	e := newEnv(t, func(c *middleware.Config) {
+		c.Issuers[0].Audiences = []string{app}
+		c.Issuers[0].AudienceClaims = []string{"client_id"}
+	})
+	for name, tc := range map[string]struct {
+		claims jwkstest.Claims
+		reason middleware.Reason
+	}{
+		"access token":                   {jwkstest.Claims{"aud": jwkstest.Absent, "client_id": app, "token_use": "access", "scope": "orders:read"}, middleware.ReasonOK},
+		"access token of another client": {jwkstest.Claims{"aud": jwkstest.Absent, "client_id": "other", "scope": "orders:read"}, middleware.ReasonAudience},
+		"no client_id":                   {jwkstest.Claims{"aud": jwkstest.Absent, "scope": "orders:read"}, middleware.ReasonAudience},
+		"ID token":                       {jwkstest.Claims{"aud": app, "token_use": "id", "scope": "orders:read"}, middleware.ReasonClaims},
+	} {
+		t.Run(name, func(t *testing.T) {
+			req := httptest.NewRequest("GET", "/orders/1", nil)
+			req.Header.Set("Authorization", "Bearer "+e.as.MustMint(tc.claims))
+			if d := e.gate.Decide(req); d.Reason != tc.reason {
+				t.Fatalf("%s (%v), want %s", d.Reason, d.Err, tc.reason)
+			}
+		})
+	}
+	cfg := middleware.Config{Issuers: []middleware.Issuer{{Audiences: []string{app}, AudienceClaims: []string{"aud"}, TokenType: "at+jwt"}}}
+	cfg.Issuers[0].Issuer = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc"
+	err := middleware.Validate(cfg)
+	for _, want := range []string{"issuers[0].audienceClaims: RFC 9068 tokens", `issuers[0].audienceClaims[0]: "aud" cannot carry the audience`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("lacks %q: %v", want, err)
+		}
+	}
+}

@@ -6,10 +6,10 @@ import (
 )
 
 // Reason is why a request was allowed or denied: one of the bounded set below, which is
-// also the reason label of tokengate_decisions_total (DESIGN.md, "Responses").
+// also the reason label of tokengate_decisions_total (docs/metrics.md).
 type Reason string
 
-// The reasons, one per row of DESIGN.md's responses table.
+// The reasons, one per row of docs/middleware.md's responses.
 const (
 	ReasonOK                Reason = "ok"
 	ReasonMissingToken      Reason = "missing_token"
@@ -28,7 +28,7 @@ const (
 	ReasonKeysUnavailable   Reason = "keys_unavailable"
 )
 
-// Reasons lists every reason, in DESIGN.md's order.
+// Reasons lists every reason, in docs/metrics.md's order.
 var Reasons = []Reason{
 	ReasonOK, ReasonMissingToken, ReasonMalformedRequest, ReasonMalformedToken, ReasonAlgorithm,
 	ReasonIssuer, ReasonUnknownKey, ReasonSignature, ReasonExpired, ReasonNotYetValid,

@@ -10,8 +10,8 @@ import (
 // place where it is built: the realm always; error and error_description only when the
 // request carried a token (§3.1) and the reason has an RFC 6750 code; scope for
 // insufficient_scope. Every value is configured or fixed text, checked at start-up to
-// need no escaping: never the token, a kid or a library's error string (STANDARDS B13,
-// B14).
+// need no escaping: never the token, a kid or a library's error string
+// (docs/standards.md B13, B14).
 func (g *Gate) challenge(d Decision) string {
 	resp := responses[d.Reason]
 	if !d.TokenSent || resp.code == "" {

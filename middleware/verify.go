@@ -24,16 +24,17 @@ type KeySource interface {
 
 // issuerPolicy is what a token of one issuer must satisfy beyond its signature.
 type issuerPolicy struct {
-	issuer     string
-	audiences  []string
-	atJWT      bool
-	scopeClaim string
+	issuer         string
+	audiences      []string
+	audienceClaims []string
+	atJWT          bool
+	scopeClaim     string
 
 	maxLifetime time.Duration
 	now         func() time.Time
 }
 
-// verifier turns a token string into verified claims: DESIGN.md request path, step 3.
+// verifier turns a token string into verified claims: docs/middleware.md, Verify.
 type verifier struct {
 	parser   *jwt.Parser
 	issuers  map[string]*issuerPolicy
@@ -53,7 +54,8 @@ func newVerifier(cfg Config, keys KeySource, now func() time.Time) *verifier {
 	var union []string
 	for _, iss := range cfg.Issuers {
 		p := &issuerPolicy{
-			issuer: iss.Issuer, audiences: iss.Audiences, atJWT: iss.TokenType == "at+jwt", scopeClaim: iss.ScopeClaim,
+			issuer: iss.Issuer, audiences: iss.Audiences, audienceClaims: iss.AudienceClaims,
+			atJWT: iss.TokenType == "at+jwt", scopeClaim: iss.ScopeClaim,
 			maxLifetime: cfg.Tokens.MaxLifetime, now: now,
 		}
 		algs := iss.Algorithms
@@ -92,6 +94,7 @@ var (
 	errType           = errors.New("typ does not say this is an access token")
 	errLifetime       = errors.New("exp − iat is longer than tokens.maxLifetime")
 	errConfirmation   = errors.New("the token is sender-constrained (cnf), which is not supported")
+	errAudOfOtherKind = errors.New("the issuer's access tokens carry no aud (audienceClaims): one with aud is another kind of token, such as an ID token")
 )
 
 // verify checks a token and returns its claims. On a denial after the signature check
@@ -163,8 +166,24 @@ func (c *Claims) Validate() error {
 		return errUnknownIssuer
 	}
 	var errs []error
-	if !anyIn(c.Audience, p.audiences) {
-		errs = append(errs, errAudience)
+	switch {
+	case len(p.audienceClaims) == 0:
+		if !anyIn(c.Audience, p.audiences) {
+			errs = append(errs, errAudience)
+		}
+	case c.Raw["aud"] != nil:
+		errs = append(errs, fmt.Errorf("%w: %w", errClaims, errAudOfOtherKind))
+	default:
+		found := false
+		for _, name := range p.audienceClaims {
+			if vals, err := stringsClaim(c.Raw, name); err == nil && anyIn(vals, p.audiences) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			errs = append(errs, errAudience)
+		}
 	}
 	if p.atJWT {
 		// RFC 9068 §2.2: iss exp aud sub client_id iat jti are required.
@@ -204,8 +223,8 @@ func anyIn(have, want []string) bool {
 }
 
 // threeSegments reports whether token is three non-empty base64url segments: the
-// compact JWS form, before anything is decoded (STANDARDS S8, X2, X28, X29; a JWE has
-// five).
+// compact JWS form, before anything is decoded (docs/standards.md S8, X2, X28, X29; a
+// JWE has five).
 func threeSegments(token string) bool {
 	dots, run := 0, 0
 	for i := 0; i < len(token); i++ {
@@ -226,10 +245,10 @@ func threeSegments(token string) bool {
 	return dots == 2 && run > 0
 }
 
-// checkHeader checks what golang-jwt does not (STANDARDS S5, S7, S9, P3, X10–X12, X26):
-// the header is valid UTF-8, a JSON object whose member names are unique (also under
-// case folding), names an accepted alg, and uses no JWS extension: crit (we understand
-// none), b64 (RFC 7797), cty (nested JWTs), zip and enc (JWE).
+// checkHeader checks what golang-jwt does not (docs/standards.md S5, S7, S9, P3,
+// X10–X12, X26): the header is valid UTF-8, a JSON object whose member names are unique
+// (also under case folding), names an accepted alg, and uses no JWS extension: crit (we
+// understand none), b64 (RFC 7797), cty (nested JWTs), zip and enc (JWE).
 func (v *verifier) checkHeader(seg string) *Error {
 	var buf [384]byte
 	if base64.RawURLEncoding.DecodedLen(len(seg)) > len(buf) {
@@ -384,10 +403,11 @@ func skipValue(b []byte, i int) (int, bool) {
 	}
 }
 
-// checkType applies typ (RFC 8725 §3.11, RFC 9068 §2.1, STANDARDS S6, A1, X32). typ is a
-// media type: case-insensitive, "application/" optional. With RFC 9068 typing required
-// it must be at+jwt; otherwise any typ is accepted except one that names another kind
-// of JWT (an ID token's "JWT" is accepted, as many servers use it for access tokens too).
+// checkType applies typ (RFC 8725 §3.11, RFC 9068 §2.1, docs/standards.md S6, A1, X32).
+// typ is a media type: case-insensitive, "application/" optional. With RFC 9068 typing
+// required it must be at+jwt; otherwise any typ is accepted except one that names
+// another kind of JWT (an ID token's "JWT" is accepted, as many servers use it for
+// access tokens too).
 func checkType(typ any, required bool) error {
 	if typ == nil {
 		if required {

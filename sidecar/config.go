@@ -25,7 +25,7 @@ import (
 	"github.com/tokengate/tokengate/middleware"
 )
 
-// Defaults of the configuration file (DESIGN.md, "Configuration file").
+// Defaults of the configuration file (docs/configuration.md).
 const (
 	DefaultListen = ":8000"
 	DefaultAdmin  = ":9090"
@@ -56,16 +56,19 @@ type Config struct {
 
 // Issuer is one trusted authorization server.
 type Issuer struct {
-	Issuer       string   `yaml:"issuer"`       // exact iss (required)
-	JWKSURI      string   `yaml:"jwksURI"`      // skip discovery and use this [discover]
-	JWKSFile     string   `yaml:"jwksFile"`     // or read keys from a file, re-read on change
-	Audiences    []string `yaml:"audiences"`    // any of them must be in aud (required)
-	Algorithms   []string `yaml:"algorithms"`   // [RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA]
-	TokenType    string   `yaml:"tokenType"`    // "at+jwt" to require RFC 9068 typing [any]
-	ScopeClaim   string   `yaml:"scopeClaim"`   // claim holding scopes [scope, then scp, then scopes]
-	Refresh      Refresh  `yaml:"refresh"`      // key refresh schedule
-	CAFile       string   `yaml:"caFile"`       // PEM bundle for a private CA [system roots]
-	InsecureHTTP bool     `yaml:"insecureHTTP"` // plain http to a non-loopback issuer (warns) [false]
+	Issuer     string   `yaml:"issuer"`     // exact iss (required)
+	JWKSURI    string   `yaml:"jwksURI"`    // skip discovery and use this [discover]
+	JWKSFile   string   `yaml:"jwksFile"`   // or read keys from a file, re-read on change
+	Audiences  []string `yaml:"audiences"`  // any of them must be in aud (required)
+	Algorithms []string `yaml:"algorithms"` // [RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA]
+	TokenType  string   `yaml:"tokenType"`  // "at+jwt" to require RFC 9068 typing [any]
+	ScopeClaim string   `yaml:"scopeClaim"` // claim holding scopes [scope, then scp, then scopes]
+	// AudienceClaims carry the audience instead of aud, for an issuer whose access
+	// tokens have none (AWS Cognito: [client_id]); tokens with aud are then refused.
+	AudienceClaims []string `yaml:"audienceClaims"`
+	Refresh        Refresh  `yaml:"refresh"`      // key refresh schedule
+	CAFile         string   `yaml:"caFile"`       // PEM bundle for a private CA [system roots]
+	InsecureHTTP   bool     `yaml:"insecureHTTP"` // plain http to a non-loopback issuer (warns) [false]
 }
 
 // Refresh is an issuer's key refresh schedule.
@@ -626,6 +629,7 @@ func (c Config) resolve(forSidecar bool) (*Loaded, []error) {
 				CAFile: iss.CAFile, InsecureHTTP: iss.InsecureHTTP,
 			},
 			Audiences: iss.Audiences, TokenType: iss.TokenType, ScopeClaim: iss.ScopeClaim,
+			AudienceClaims: iss.AudienceClaims,
 		})
 	}
 	for _, r := range c.Routes {

@@ -18,7 +18,7 @@ const IdentityPrefix = "x-auth-"
 // normalize is how a header name is compared: lower case, '_' as '-'. Some servers
 // (CGI and WSGI gateways, nginx with underscores_in_headers) turn X_Auth_Subject into the
 // same variable as X-Auth-Subject, so a client could otherwise smuggle one past a
-// deletion of the other (oauth2-proxy CVE-2025-64484, STANDARDS X40).
+// deletion of the other (oauth2-proxy CVE-2025-64484, docs/standards.md X40).
 func normalize(name string) string {
 	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
 }

@@ -43,7 +43,7 @@ func newTransport(headerTimeout time.Duration) *http.Transport {
 	}
 }
 
-// proxy forwards allowed requests (DESIGN.md request path, step 5).
+// proxy forwards allowed requests (docs/configuration.md, What the upstream receives).
 type proxy struct {
 	rp         *httputil.ReverseProxy
 	upstream   *url.URL
@@ -116,7 +116,7 @@ func (b *bufferPool) Put(p []byte) { b.pool.Put(&p) }
 // rewrite builds the upstream request. It runs after ReverseProxy has removed the
 // hop-by-hop headers, including any a client named in Connection, so a client cannot
 // make the identity headers set here vanish (the reason Director is deprecated;
-// STANDARDS X41).
+// docs/standards.md X41).
 //
 // The upstream receives a token only when tokengate verified it: identity headers are
 // set from verified claims alone, and a token that was not verified (a public route
@@ -156,7 +156,7 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	// A token in the query string is ignored unless configured (OAuth 2.1 §5.1), and
-	// never passed on to the API's logs (STANDARDS B5).
+	// never passed on to the API's logs (docs/standards.md B5).
 	switch {
 	case p.query == "":
 		pr.Out.URL.RawQuery = removeQuery(pr.Out.URL.RawQuery, "access_token")

@@ -1,7 +1,7 @@
 // Package chart_test renders the Helm chart with a real Helm, built from the Go module
 // proxy at the version pinned in tools/helm, and checks what it renders: every object
 // decoded strictly into its Kubernetes type, every alert and dashboard query parsed by
-// Prometheus' own PromQL parser, and the properties DESIGN.md asks for.
+// Prometheus' own PromQL parser, and the properties docs/kubernetes.md describes.
 package chart_test
 
 import (
@@ -445,7 +445,7 @@ func checkDashboard(t *testing.T, raw string) {
 			}
 		}
 	}
-	// What DESIGN.md's metrics table offers, the dashboard shows.
+	// What docs/metrics.md's table offers, the dashboard shows.
 	for _, m := range []string{"tokengate_decisions_total", "tokengate_decision_duration_seconds_bucket", "tokengate_token_cache_requests_total",
 		"tokengate_jwks_keys", "tokengate_jwks_last_success_timestamp_seconds", "tokengate_jwks_refreshes_total",
 		"tokengate_upstream_requests_total", "tokengate_token_age_seconds_bucket", "tokengate_config_reloads_total"} {
