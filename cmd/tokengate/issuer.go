@@ -129,12 +129,13 @@ func shellQuote(s string) string {
 }
 
 func runIssuer(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("issuer", "A development OAuth 2.0 authorization server: discovery, a JWKS, a token endpoint for\nthe client_credentials grant, key rotation (every --rotate-every, and on SIGHUP).\nNever for production: anyone who can reach it gets tokens, and its keys live in memory.\nThe first line it prints is \"issuer: <URL>\".", stderr)
+	fs := newFlagSet("issuer", "A development OAuth 2.0 authorization server: discovery, a JWKS, a token endpoint for\nthe client_credentials grant, key rotation (every --rotate-every, and on SIGHUP).\nEach key's kid is its RFC 7638 thumbprint. With --key-file the signing key is kept in\nthat file (created when missing), so a restarted issuer keeps its key and kid, and\n'tokengate token' can mint tokens with it. Never for production: anyone who can reach\nit gets tokens. The first line it prints is \"issuer: <URL>\".", stderr)
 	listen := fs.String("listen", "127.0.0.1:8081", "loopback address to serve on (host:port; port 0 picks a free one)")
 	audience := fs.String("audience", jwkstest.DefaultAudience, "aud of tokens whose request names no resource")
 	ttl := fs.Duration("token-ttl", 5*time.Minute, "lifetime of issued tokens")
 	alg := fs.String("alg", "RS256", "signing algorithm of generated keys (RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA)")
 	rotateEvery := fs.Duration("rotate-every", 0, "rotate the signing key on this interval (0: only on SIGHUP); the previous key stays published")
+	keyFile := fs.String("key-file", "", "keep the signing key in this PKCS #8 PEM file: read it when it exists, else write a new one; a rotation writes the new key there (default: in memory only)")
 	var clients clientFlag
 	fs.Var(&clients, "client", "a client id:secret:scope1,scope2 (repeatable; default demo-client:demo-secret:orders:read,orders:write)")
 	if code, exit := parseOrExit(fs, args, stderr); exit {
@@ -156,11 +157,25 @@ func runIssuer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if len(clients) == 0 {
 		clients = clientFlag{{ID: "demo-client", Secret: "demo-secret", Scopes: []string{"orders:read", "orders:write"}}}
 	}
-	key, err := jwkstest.GenerateKey(strings.ToLower(*alg)+"-1", *alg)
-	if err != nil {
-		return usageErr("%s %q: %v", fs.ref("alg"), *alg, err)
-	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	var key *jwkstest.Key
+	var err error
+	switch {
+	case *keyFile == "":
+		key, err = newDevKey(*alg)
+		if err != nil {
+			return usageErr("%s %q: %v", fs.ref("alg"), *alg, err)
+		}
+	default:
+		var created bool
+		key, created, err = loadOrCreateDevKey(*keyFile, *alg)
+		if err != nil {
+			return usageErr("%s %s: %v", fs.ref("key-file"), *keyFile, err)
+		}
+		if created {
+			log.Info("a new signing key was written", "file", *keyFile, "kid", key.KID)
+		}
+	}
 
 	srv, err := jwkstest.NewServer(jwkstest.WithListen(*listen), jwkstest.WithKeys(key), jwkstest.WithAudience(*audience))
 	if err != nil {
@@ -187,8 +202,7 @@ func runIssuer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 	fmt.Fprint(stderr, `
   !!  tokengate issuer is a DEVELOPMENT authorization server.
-  !!  Anyone who can reach it gets tokens, and its keys live in memory only.
-  !!  Never use it in production.
+  !!  Anyone who can reach it gets tokens. Never use it in production.
 
 `)
 	if *rotateEvery > 0 && *rotateEvery < *ttl {
@@ -196,8 +210,12 @@ func runIssuer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			"rotate_every", *rotateEvery, "token_ttl", *ttl)
 	}
 	first := clients[0]
-	fmt.Fprintf(stdout, "issuer: %s\njwks: %s\ntoken: %s\naudience: %s\n\nGet a token for %s:\n  %s\n",
-		srv.Issuer, srv.JWKSURI(), srv.TokenURL(), *audience, first.ID, curlLine(first, srv.TokenURL()))
+	fmt.Fprintf(stdout, "issuer: %s\njwks: %s\ntoken: %s\naudience: %s\nkid: %s\n\nGet a token for %s (the access_token member of the answer):\n  %s\n",
+		srv.Issuer, srv.JWKSURI(), srv.TokenURL(), *audience, key.KID, first.ID, curlLine(first, srv.TokenURL()))
+	if *keyFile != "" {
+		fmt.Fprintf(stdout, "\nOr mint one with the subject, scopes, audience and lifetime you choose:\n  tokengate token --key-file %s --issuer %s --alg %s --scope 'orders:read'\n",
+			shellQuote(*keyFile), shellQuote(srv.Issuer), *alg)
+	}
 
 	previous := key.KID
 	for {
@@ -208,11 +226,16 @@ func runIssuer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		case <-hup:
 		case <-tick:
 		}
-		next, err := srv.Rotate()
+		next, err := newDevKey(*alg)
+		if err == nil && *keyFile != "" {
+			err = saveDevKey(*keyFile, next)
+		}
 		if err != nil {
 			log.Error("key rotation failed", "error", err)
 			continue
 		}
+		srv.AddKey(next, true)
+		srv.SetSigningKey(next.KID)
 		// Tokens signed by the previous key keep verifying until they expire; the
 		// one before it has had a full rotation interval to age out.
 		var unpublished []string

@@ -2,8 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
-	"github.com/tokengate/tokengate/internal/e2etest"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -18,6 +19,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/goleak"
 
+	"github.com/tokengate/tokengate/internal/e2etest"
 	"github.com/tokengate/tokengate/jwks"
 	"github.com/tokengate/tokengate/jwks/jwkstest"
 )
@@ -110,8 +112,11 @@ func TestIssuerInProcess(t *testing.T) {
 		t.Fatal("empty JWKS")
 	}
 	for _, k := range doc.Keys {
-		if k["kty"] != "OKP" || k["alg"] != "EdDSA" || !strings.HasPrefix(k["kid"].(string), "eddsa-1") {
-			t.Fatalf("--alg EdDSA, key %v", k)
+		// The kid is the key's RFC 7638 thumbprint.
+		x, _ := base64.RawURLEncoding.DecodeString(k["x"].(string))
+		tp, _ := jwks.Thumbprint(ed25519.PublicKey(x))
+		if k["kty"] != "OKP" || k["alg"] != "EdDSA" || k["kid"] != tp {
+			t.Fatalf("--alg EdDSA, key %v (thumbprint %s)", k, tp)
 		}
 	}
 	poll(t, "two timed rotations", func() bool { return strings.Count(stderr.String(), `msg="signing key rotated"`) >= 2 })
@@ -301,7 +306,7 @@ func TestIssuerEndToEnd(t *testing.T) {
 		if _, err := exec.LookPath("curl"); err != nil {
 			t.Skip("no curl")
 		}
-		_, line, _ := strings.Cut(p.stdout.String(), "Get a token for c1:\n  ")
+		_, line, _ := strings.Cut(p.stdout.String(), "Get a token for c1 (the access_token member of the answer):\n  ")
 		line, _, _ = strings.Cut(line, "\n")
 		out, err := exec.CommandContext(ctx, "sh", "-c", line).Output()
 		var m map[string]any

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tokengate/tokengate/jwks/jwkstest"
+)
+
+// claimFlag collects repeated --claim name=value flags; a value that is JSON (a number,
+// an array, an object, true, a quoted string) is that JSON, anything else a string.
+type claimFlag map[string]any
+
+func (c claimFlag) String() string {
+	var parts []string
+	for k := range c {
+		parts = append(parts, k)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (c claimFlag) Set(v string) error {
+	name, value, ok := strings.Cut(v, "=")
+	if !ok || name == "" {
+		return fmt.Errorf("want name=value, got %q", v)
+	}
+	var parsed any
+	if err := json.Unmarshal([]byte(value), &parsed); err == nil {
+		c[name] = parsed
+	} else {
+		c[name] = value
+	}
+	return nil
+}
+
+// defaultIssuerURL is where `tokengate issuer` listens by default.
+const defaultIssuerURL = "http://127.0.0.1:8081"
+
+func runToken(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("token", "Mints a development access token with the development issuer's key (the file that\n'tokengate issuer --key-file' keeps), for trying a policy: any subject, audience, scopes\nand lifetime, or an already expired token, without waiting. Prints the token alone, so\nthat TOKEN=$(tokengate token ...) works. Never for production.", stderr)
+	keyFile := fs.String("key-file", "", "the issuer's key file (required): run 'tokengate issuer --key-file FILE' first")
+	issuer := fs.String("issuer", defaultIssuerURL, "iss: the issuer URL 'tokengate issuer' printed")
+	alg := fs.String("alg", "RS256", "the algorithm the issuer was started with (its --alg)")
+	audience := fs.String("aud", jwkstest.DefaultAudience, "aud")
+	subject := fs.String("sub", "user-1", "sub")
+	clientID := fs.String("client-id", "dev-client", "client_id")
+	scope := fs.String("scope", "", "scope: scopes separated by spaces or commas")
+	lifetime := fs.Duration("lifetime", 5*time.Minute, "exp − iat")
+	expired := fs.Bool("expired", false, "mint a token that expired a minute past the usual 30 s leeway")
+	typ := fs.String("typ", "at+jwt", "the header's typ (JWT, to try an issuer set to tokenType: at+jwt)")
+	claims := claimFlag{}
+	fs.Var(claims, "claim", "another claim, name=value; a JSON value (3, true, [\"a\",\"b\"], {\"x\":1}) is kept as JSON (repeatable)")
+	if code, exit := parseOrExit(fs, args, stderr); exit {
+		return code
+	}
+	usageErr := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "tokengate token: "+format+"\n", a...)
+		return exitUsage
+	}
+	if *keyFile == "" {
+		return usageErr("%s is required: start 'tokengate issuer --key-file FILE' and pass the same FILE", fs.ref("key-file"))
+	}
+	if *lifetime <= 0 {
+		return usageErr("%s %s: must be positive", fs.ref("lifetime"), *lifetime)
+	}
+	key, err := loadDevKey(*keyFile, *alg)
+	if errors.Is(err, os.ErrNotExist) {
+		return usageErr("%s %s does not exist: 'tokengate issuer --key-file %s' writes it; a key of its own would sign tokens no issuer publishes", fs.ref("key-file"), *keyFile, *keyFile)
+	}
+	if err != nil {
+		return usageErr("%s: %v", fs.ref("key-file"), err)
+	}
+	var scopes []string
+	for _, s := range strings.FieldsFunc(*scope, func(r rune) bool { return r == ' ' || r == ',' }) {
+		if !validScope(s) {
+			return usageErr("%s: %q is not a scope (RFC 6749 §3.3: printable ASCII without space, '\"' or '\\')", fs.ref("scope"), s)
+		}
+		scopes = append(scopes, s)
+	}
+
+	now := time.Now()
+	iat, exp := now, now.Add(*lifetime)
+	if *expired {
+		exp = now.Add(-90 * time.Second)
+		iat = exp.Add(-*lifetime)
+	}
+	payload := map[string]any{
+		"iss": *issuer, "aud": *audience, "sub": *subject, "client_id": *clientID,
+		"iat": iat.Unix(), "exp": exp.Unix(), "jti": randomJTI(),
+	}
+	if len(scopes) > 0 {
+		payload["scope"] = strings.Join(scopes, " ")
+	}
+	for k, v := range claims {
+		payload[k] = v
+	}
+	header := map[string]any{"alg": *alg, "kid": key.KID, "typ": *typ}
+	tok, err := jwkstest.SignJSON(key, *alg, header, payload)
+	if err != nil {
+		fmt.Fprintf(stderr, "tokengate token: %v\n", err)
+		return exitFail
+	}
+	fmt.Fprintln(stdout, tok)
+	return exitOK
+}
+
+// randomJTI is a fresh jti, so that each minted token is a token of its own.
+func randomJTI() string { return rand.Text() }
