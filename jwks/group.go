@@ -126,6 +126,12 @@ func (g *Group) Key(ctx context.Context, issuer string, token *jwt.Token) (any, 
 	return s.Key(ctx, token)
 }
 
+// Recheck is Set.Recheck on the set of issuer.
+func (g *Group) Recheck(ctx context.Context, issuer, kid string) bool {
+	s, ok := g.sets[issuer]
+	return ok && s.Recheck(ctx, kid)
+}
+
 // Removals is the sum of the sets' Removals: it changes whenever any issuer's set loses
 // a key. middleware's cache of verified tokens reads it on every hit.
 func (g *Group) Removals() uint64 {

@@ -17,6 +17,9 @@ const (
 	TriggerStartup    = "startup"
 	TriggerScheduled  = "scheduled"
 	TriggerUnknownKID = "unknown_kid"
+	// TriggerSignature is a refresh after a token whose kid the set holds failed its
+	// signature check: the issuer may have replaced the key under the same kid.
+	TriggerSignature = "signature"
 )
 
 // Metrics are the key-set metrics of docs/metrics.md. Build them once per process with
@@ -36,7 +39,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokengate_jwks_refreshes_total",
-			Help: "Fetches of an issuer's key set, by result (updated, not_modified, error) and trigger (startup, scheduled, unknown_kid).",
+			Help: "Fetches of an issuer's key set, by result (updated, not_modified, error) and trigger (startup, scheduled, unknown_kid, signature).",
 		}, []string{"issuer", "result", "trigger"}),
 		keys: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tokengate_jwks_keys",
@@ -74,7 +77,7 @@ func (m *Metrics) init(issuer string) {
 		return
 	}
 	for _, result := range []string{ResultUpdated, ResultNotModified, ResultError} {
-		for _, trigger := range []string{TriggerStartup, TriggerScheduled, TriggerUnknownKID} {
+		for _, trigger := range []string{TriggerStartup, TriggerScheduled, TriggerUnknownKID, TriggerSignature} {
 			m.refreshes.WithLabelValues(issuer, result, trigger)
 		}
 	}

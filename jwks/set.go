@@ -571,6 +571,42 @@ func (s *Set) onMiss(ctx context.Context, kid string) (jwkset.JWK, error) {
 	return jwkset.JWK{}, s.missErr()
 }
 
+// Recheck is for a token whose kid the set holds but whose signature that key did not
+// verify: an issuer may have replaced a key without changing its kid (a restarted
+// development server, a key store restored from backup), and a set that waits for its
+// next scheduled refresh refuses every new token until then. It fetches the keys again
+// when the unknown-kid budget allows (the same rate limit, at most one fetch per
+// Refresh.UnknownKIDEvery, shared), waiting no longer than Refresh.UnknownKIDWait or
+// ctx, and reports whether the key under kid changed: only then is the token worth
+// verifying again. A forged token costs at most that budget, never a fetch of its own.
+func (s *Set) Recheck(ctx context.Context, kid string) bool {
+	before, ok := s.st.readCached(kid)
+	if !ok {
+		return false
+	}
+	f := s.inFlight()
+	if f == nil {
+		if !s.limiter.AllowN(s.now(), 1) {
+			after, ok := s.st.readCached(kid)
+			return ok && !sameKey(before, after) // a fetch may have finished since
+		}
+		if f = s.startFetch(TriggerSignature); f == nil {
+			return false
+		}
+	}
+	timer := time.NewTimer(s.cfg.Refresh.UnknownKIDWait)
+	defer timer.Stop()
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return false
+	}
+	after, ok := s.st.readCached(kid)
+	return ok && !sameKey(before, after)
+}
+
 func (s *Set) missErr() error {
 	if !s.Ready() {
 		return ErrKeysUnavailable

@@ -156,9 +156,10 @@ const rejectTTL = time.Minute
 const rejectOverhead = 256
 
 type rejection struct {
-	err   *Error
-	until time.Time
-	cost  int64
+	err      *Error
+	until    time.Time
+	cost     int64
+	removals uint64 // the key source's removal count when the token was refused
 }
 
 // cacheable reports whether a denial will be the same for the same token for a while.
@@ -176,13 +177,16 @@ func newRejectCache(entries int, maxBytes int64) *rejectCache {
 	return &rejectCache{max: int64(max(1, entries)), maxBytes: max(1, maxBytes)}
 }
 
-func (c *rejectCache) get(key [32]byte, now time.Time) *Error {
+// get returns a refusal remembered for the token hashed to key, unless it is out of
+// date: older than rejectTTL, or older than the last change of a key (removals), after
+// which a token refused for its signature may verify (a key replaced under its kid).
+func (c *rejectCache) get(key [32]byte, now time.Time, removals uint64) *Error {
 	v, ok := c.m.Load(key)
 	if !ok {
 		return nil
 	}
 	r := v.(*rejection)
-	if now.After(r.until) {
+	if now.After(r.until) || r.removals != removals {
 		c.drop(key, r)
 		return nil
 	}
@@ -196,7 +200,7 @@ func (c *rejectCache) drop(k any, r *rejection) {
 	}
 }
 
-func (c *rejectCache) put(key [32]byte, e *Error, now time.Time) {
+func (c *rejectCache) put(key [32]byte, e *Error, now time.Time, removals uint64) {
 	kept := &Error{Reason: e.Reason, Issuer: e.Issuer, KeyID: truncate(e.KeyID, 256)}
 	if e.Err != nil {
 		kept.Err = errors.New(truncate(e.Err.Error(), 512))
@@ -205,7 +209,7 @@ func (c *rejectCache) put(key [32]byte, e *Error, now time.Time) {
 	if kept.Err != nil {
 		cost += int64(len(kept.Err.Error()))
 	}
-	r := &rejection{err: kept, until: now.Add(rejectTTL), cost: cost}
+	r := &rejection{err: kept, until: now.Add(rejectTTL), cost: cost, removals: removals}
 	if _, loaded := c.m.LoadOrStore(key, r); loaded {
 		return
 	}

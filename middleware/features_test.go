@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -572,5 +573,48 @@ func TestRejectionCache(t *testing.T) {
 	clk.Advance(2 * time.Minute)
 	if d := decide(early); !d.Allowed() {
 		t.Fatalf("once valid: %v", d.Err)
+	}
+}
+
+// An issuer that replaces a key under the same kid (issue 11): the first token of the
+// new key costs one fetch (trigger signature) and is allowed; a forged token under a
+// known kid costs at most the unknown-kid budget, never a fetch each.
+func TestKeyReplacedUnderTheSameKID(t *testing.T) {
+	e := newEnv(t, func(c *middleware.Config) {
+		c.Issuers[0].Refresh.UnknownKIDEvery = time.Hour // one refetch in this test's budget
+	})
+	read := jwkstest.Claims{"scope": "orders:read"}
+	old := e.as.MustMint(read)
+	if code := e.do("GET", "/orders/1", bearer(old)).Code; code != 200 {
+		t.Fatal(code)
+	}
+	kid := e.as.SigningKey().KID
+	fetches := e.as.JWKSFetches()
+	e.as.ReplaceKey(jwkstest.MustGenerateKey(kid, e.as.SigningKey().Alg))
+	if code := e.do("GET", "/orders/1", bearer(e.as.MustMint(read))).Code; code != 200 {
+		t.Fatalf("the first token of the replaced key: %d", code)
+	}
+	if n := e.as.JWKSFetches() - fetches; n != 1 {
+		t.Fatalf("%d fetches, want 1", n)
+	}
+	if n := metricValue(e.reg, "tokengate_jwks_refreshes_total", map[string]string{"issuer": e.as.Issuer, "trigger": "signature", "result": "updated"}); n != 1 {
+		t.Fatalf("%v refreshes with trigger signature", n)
+	}
+	// The old key's tokens are gone with it, cached or not.
+	if code := e.do("GET", "/orders/1", bearer(old)).Code; code != 401 {
+		t.Fatalf("a token of the replaced key: %d", code)
+	}
+	// Forgeries under the known kid: refused, and the budget (one per hour here) is
+	// spent, so none of them fetches.
+	fetches = e.as.JWKSFetches()
+	attacker := jwkstest.MustGenerateKey(kid, "RS256")
+	for i := range 20 {
+		forged := e.as.MustMint(jwkstest.Claims{"scope": "orders:read", "jti": fmt.Sprint(i)}, jwkstest.WithSigner(attacker))
+		if code := e.do("GET", "/orders/1", bearer(forged)).Code; code != 401 {
+			t.Fatalf("forgery %d: %d", i, code)
+		}
+	}
+	if n := e.as.JWKSFetches() - fetches; n != 0 {
+		t.Fatalf("20 forgeries cost %d fetches", n)
 	}
 }

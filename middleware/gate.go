@@ -506,7 +506,7 @@ func (g *Gate) token(sh int, r *http.Request, start time.Time, d *Decision) *Cla
 	var key [32]byte
 	if g.rejects != nil {
 		key = sha256.Sum256([]byte(token))
-		if e := g.rejects.get(key, now); e != nil {
+		if e := g.rejects.get(key, now, removals); e != nil {
 			*d = keep(d, denied(e))
 			d.TokenSent, d.Cached = true, true
 			return nil
@@ -515,7 +515,7 @@ func (g *Gate) token(sh int, r *http.Request, start time.Time, d *Decision) *Cla
 	cl, e := g.verifier.verify(r.Context(), token)
 	if e != nil {
 		if g.rejects != nil && cacheable(e.Reason) {
-			g.rejects.put(key, e, now)
+			g.rejects.put(key, e, now, removals)
 		}
 		*d = keep(d, denied(e))
 		d.TokenSent, d.Claims = true, cl

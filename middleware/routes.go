@@ -297,6 +297,7 @@ func (t *routeTable) match(sh int, r *http.Request, m *matched) {
 	}
 	m.primary, _ = look(base[0].mux, r.Method, base[0].path)
 	if m.primary == nil {
+		m.why = errNoPattern
 		return
 	}
 	nb := 1
@@ -405,6 +406,7 @@ var (
 	errAmbiguousPath = errors.New("the path holds an encoded slash, dot segment or backslash, which the API may read differently from the route table: no route is matched")
 	errSemicolon     = errors.New("the path holds ';', which servlet containers read as a path parameter and drop: no route is matched (upstreamPaths servlet decides on the path without them)")
 	errConnect       = errors.New("CONNECT opens a tunnel that no route can decide on: no route is matched")
+	errNoPattern     = errors.New("no route pattern matches this method, host and path")
 	errFragment      = errors.New("the request target holds a fragment ('#'), which some APIs drop before routing: no route is matched")
 )
 

@@ -22,6 +22,12 @@ type KeySource interface {
 	Key(ctx context.Context, issuer string, token *jwt.Token) (any, error)
 }
 
+// rechecker is a KeySource that can fetch an issuer's keys again when a token with a
+// kid it holds fails its signature check (*jwks.Group is one): see jwks.Set.Recheck.
+type rechecker interface {
+	Recheck(ctx context.Context, issuer, kid string) bool
+}
+
 // issuerPolicy is what a token of one issuer must satisfy beyond its signature.
 type issuerPolicy struct {
 	issuer         string
@@ -119,9 +125,9 @@ func (v *verifier) verify(ctx context.Context, token string) (*Claims, *Error) {
 		return nil, err
 	}
 
-	claims := &Claims{}
+	var claims *Claims
 	var issuer, kid string
-	_, err := v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
+	keyfunc := func(t *jwt.Token) (any, error) {
 		if !claims.decoded {
 			// encoding/json does not call UnmarshalJSON for a null payload.
 			return nil, errNotAnObject
@@ -137,7 +143,19 @@ func (v *verifier) verify(ctx context.Context, token string) (*Claims, *Error) {
 			return nil, err
 		}
 		return v.keys.Key(ctx, p.issuer, t)
-	})
+	}
+	claims = &Claims{}
+	_, err := v.parser.ParseWithClaims(token, claims, keyfunc)
+	if errors.Is(err, jwt.ErrTokenSignatureInvalid) && kid != "" {
+		// The key under this kid may have been replaced (an issuer that made a new key
+		// and kept its kid): the key source fetches the keys again, within its
+		// unknown-kid budget, and says whether that key changed. Then, and only then,
+		// the token is verified once more.
+		if rc, ok := v.keys.(rechecker); ok && rc.Recheck(ctx, issuer, kid) {
+			claims, issuer, kid = &Claims{}, "", ""
+			_, err = v.parser.ParseWithClaims(token, claims, keyfunc)
+		}
+	}
 	if err != nil {
 		e := classify(err)
 		e.Issuer, e.KeyID = issuer, kid

@@ -137,6 +137,16 @@ func explain(w io.Writer, l *sidecar.Loaded, gate *middleware.Gate, d middleware
 		}
 	case middleware.ReasonAudience:
 		why = fmt.Sprintf("the token is for %s; this API accepts %s", jsonText(claims["aud"]), audiences(l, stringClaim(claims, "iss")))
+		for _, iss := range l.Gate.Issuers {
+			if iss.Issuer == stringClaim(claims, "iss") && len(iss.AudienceClaims) > 0 {
+				var have []string
+				for _, c := range iss.AudienceClaims {
+					have = append(have, c+" "+jsonText(claims[c]))
+				}
+				why = fmt.Sprintf("the issuer's tokens carry the audience in %s; the token has %s; this API accepts %s",
+					strings.Join(iss.AudienceClaims, " or "), strings.Join(have, ", "), audiences(l, iss.Issuer))
+			}
+		}
 	case middleware.ReasonIssuer:
 		var known []string
 		for _, iss := range l.Gate.Issuers {
@@ -234,7 +244,7 @@ func peek(token string) (hdr, claims map[string]json.RawMessage) {
 
 func jsonText(raw json.RawMessage) string {
 	if raw == nil {
-		return ""
+		return "(no such claim)"
 	}
 	s := string(raw)
 	if len(s) > 200 {

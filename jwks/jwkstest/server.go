@@ -256,6 +256,23 @@ func (s *Server) AddKey(k *Key, publish bool) {
 	s.published[k.KID] = publish
 }
 
+// ReplaceKey puts k in place of the key with its kid, published as that key was: what
+// an issuer that made a new key but kept its kid serves (a development server
+// restarted without its key, a key store restored from backup). A resource server that
+// trusts the kid refuses the new tokens until it fetches the keys again.
+func (s *Server) ReplaceKey(k *Key) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, old := range s.keys {
+		if old.KID == k.KID {
+			s.keys[i] = k
+			return
+		}
+	}
+	s.keys = append(s.keys, k)
+	s.published[k.KID] = true
+}
+
 // Publish adds a known key to the JWKS, or takes it out (revocation).
 func (s *Server) Publish(kid string, publish bool) {
 	s.mu.Lock()
