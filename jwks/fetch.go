@@ -187,7 +187,11 @@ func discover(ctx context.Context, client *http.Client, issuer string, insecureH
 			if meta.Issuer != nil {
 				got = strconv.Quote(truncate(*meta.Issuer, 200))
 			}
-			errs = append(errs, fmt.Errorf("%w: %s names issuer %s, not the configured %q; the document is not used", ErrFetch, u, got, issuer))
+			hint := ""
+			if meta.Issuer != nil && strings.TrimSuffix(*meta.Issuer, "/") == strings.TrimSuffix(issuer, "/") {
+				hint = " (they differ by a trailing slash, which counts: a token's iss must be the configured issuer byte for byte)"
+			}
+			errs = append(errs, fmt.Errorf("%w: %s names issuer %s, not the configured %q%s; the document is not used", ErrFetch, u, got, issuer, hint))
 			continue
 		case meta.JWKSURI == nil || *meta.JWKSURI == "":
 			errs = append(errs, fmt.Errorf("%w: %s has no jwks_uri", ErrFetch, u))

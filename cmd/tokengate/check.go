@@ -66,9 +66,9 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitUsage
 	}
 	defer gate.Close()
-	waitCtx, cancel := context.WithTimeout(ctx, *wait)
-	_ = gate.KeySets().WaitReady(waitCtx) // a set that stays empty is explained below
-	cancel()
+	for _, p := range keyProblems(ctx, gate, *wait) {
+		fmt.Fprintf(stdout, "keys:     %s\n", p)
+	}
 
 	req := httptest.NewRequest(*method, *path, nil)
 	if *host != "" {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tokengate/tokengate/middleware"
 	"github.com/tokengate/tokengate/sidecar"
 )
 
@@ -55,7 +57,8 @@ func runSidecar(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.StringVar(&o.Listen, "listen", "", "override the file's listen address")
 	fs.StringVar(&o.Admin, "admin", "", "override the file's admin address")
 	fs.StringVar(&o.Upstream, "upstream", "", "override the file's upstream URL")
-	checkOnly := fs.Bool("check-config", false, "validate the configuration file and exit (0 valid, 2 not)")
+	checkOnly := fs.Bool("check-config", false, "validate the configuration file, load every issuer's keys, and exit (0 valid, 2 not)")
+	offline := fs.Bool("offline", false, "with --check-config: validate the file only, without reaching the issuers")
 	drain := fs.Duration("drain-timeout", 25*time.Second, "how long requests in flight may finish after SIGTERM")
 	profiling := fs.Bool("pprof", false, "serve Go's profiler under /debug/pprof/ on the admin address")
 	upstreamTimeout := fs.Duration("upstream-timeout", 60*time.Second, "how long to wait for the upstream's response headers before answering 504")
@@ -79,6 +82,22 @@ func runSidecar(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitUsage
 	}
 	if *checkOnly {
+		if !*offline {
+			// A file can be valid and still not work: an issuer with a trailing slash
+			// that its discovery document does not have, a JWKS that cannot be
+			// fetched. The sidecar would log it; --check-config says it.
+			gate, err := middleware.New(ctx, loaded.Gate, prometheus.NewRegistry(), middleware.WithLogger(slog.New(slog.DiscardHandler)))
+			if err != nil {
+				fmt.Fprintf(stderr, "tokengate sidecar: %v\n", err)
+				return exitUsage
+			}
+			problems := keyProblems(ctx, gate, 15*time.Second)
+			gate.Close()
+			if len(problems) > 0 {
+				fmt.Fprintf(stderr, "tokengate sidecar: the configuration is valid, but it does not work:\n%s\n(--offline checks the file alone)\n", indent(strings.Join(problems, "\n")))
+				return exitUsage
+			}
+		}
 		fmt.Fprintf(stdout, "%s: valid (%d issuers, %d routes, upstream %s)\n", *config, len(loaded.Gate.Issuers), len(loaded.Gate.Routes), loaded.Upstream)
 		return exitOK
 	}

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/tokengate/tokengate/internal/e2etest"
 	"io"
 	"net"
 	"net/http"
@@ -20,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/e2etest"
 
 	"github.com/coder/websocket"
 
@@ -337,13 +338,41 @@ func TestCheckConfigFlag(t *testing.T) {
 	bad := filepath.Join(dir, "bad.yaml")
 	_ = os.WriteFile(good, []byte("upstream: http://127.0.0.1:1\nissuers:\n  - issuer: https://a.example\n    audiences: [x]\nroutes:\n  - match: /\n"), 0o600)
 	_ = os.WriteFile(bad, []byte("upstream: http://127.0.0.1:1\nissuers:\n  - issuer: https://a.example\n    audience: [x]\nroutes:\n  - match: /\n"), 0o600)
-	out, err := exec.Command(binary, "sidecar", "--check-config", "--config", good).CombinedOutput()
+	out, err := exec.Command(binary, "sidecar", "--check-config", "--offline", "--config", good).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "valid") {
 		t.Fatalf("%v %s", err, out)
 	}
 	out, err = exec.Command(binary, "sidecar", "--check-config", "--config", bad).CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "bad.yaml:4: issuers[0].audience: unknown key") {
+		t.Fatalf("%v %s", err, out)
+	}
+
+	// A valid file whose issuer has a trailing slash that the issuer's own discovery
+	// document does not have (issue 11): --check-config says what is wrong, at once,
+	// and so does check instead of waiting out --wait.
+	as, err := jwkstest.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer as.Close()
+	slash := filepath.Join(dir, "slash.yaml")
+	_ = os.WriteFile(slash, []byte(fmt.Sprintf("upstream: http://127.0.0.1:1\nissuers:\n  - issuer: %s/\n    audiences: [x]\nroutes:\n  - match: /\n", as.Issuer)), 0o600)
+	start := time.Now()
+	out, err = exec.Command(binary, "sidecar", "--check-config", "--config", slash).CombinedOutput()
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "they differ by a trailing slash") {
+		t.Fatalf("%v %s", err, out)
+	}
+	out, err = exec.Command(binary, "check", "--config", slash, "--wait", "30s", as.MustMint(nil)).CombinedOutput()
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "keys:     the keys of "+as.Issuer+"/ could not be loaded") {
+		t.Fatalf("%v %s", err, out)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Fatalf("took %s: check waited out --wait", took)
+	}
+	// The same file with the issuer right is valid, keys and all.
+	_ = os.WriteFile(slash, []byte(fmt.Sprintf("upstream: http://127.0.0.1:1\nissuers:\n  - issuer: %s\n    audiences: [x]\nroutes:\n  - match: /\n", as.Issuer)), 0o600)
+	if out, err := exec.Command(binary, "sidecar", "--check-config", "--config", slash).CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
 }
