@@ -1,6 +1,8 @@
-// Package chart_test renders the Helm chart with a real Helm, built from the Go module
-// proxy at the version pinned in tools/helm, and checks what it renders: every object
-// decoded strictly into its Kubernetes type, every alert and dashboard query parsed by
+// Package chart_test renders and lints the Helm chart with Helm itself: Helm's Go
+// packages (helm.sh/helm/v3, pinned in go.mod) compiled into the test binary, which do
+// what `helm template` and `helm lint --strict` do, so that no test builds or runs a
+// tool within its time limit. It checks what the chart renders: every object decoded
+// strictly into its Kubernetes type, every alert and dashboard query parsed by
 // Prometheus' own PromQL parser, and the properties docs/kubernetes.md describes.
 package chart_test
 
@@ -11,15 +13,16 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/prometheus/promql/parser"
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/strvals"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -28,60 +31,45 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-var (
-	helmOnce sync.Once
-	helmPath string
-	helmErr  error
-)
+// kubeVersion is the Kubernetes version the chart is rendered and linted for.
+const kubeVersion = "1.33.0"
 
-// helm returns the Helm binary: $TOKENGATE_HELM, or the one tools/build makes (and
-// keeps in .tools/bin: the first build takes a few minutes).
-func helm(t *testing.T) string {
+// values turns --set expressions into values, as `helm --set` does.
+func values(t *testing.T, set []string) map[string]any {
 	t.Helper()
-	helmOnce.Do(func() {
-		if p := os.Getenv("TOKENGATE_HELM"); p != "" {
-			helmPath = p
-			return
+	vals := map[string]any{}
+	for _, s := range set {
+		if err := strvals.ParseInto(s, vals); err != nil {
+			t.Fatalf("--set %s: %v", s, err)
 		}
-		out, err := exec.Command("../../tools/build", "helm").Output()
-		if err != nil {
-			helmErr = fmt.Errorf("building helm: %v", err)
-			return
-		}
-		helmPath = filepath.Join(strings.TrimSpace(string(out)), "helm")
-	})
-	if helmErr != nil {
-		t.Fatal(helmErr)
 	}
-	return helmPath
+	return vals
 }
 
-// readChart reads every file of the chart, so that Go's test cache knows them: Helm
-// reads them in another process, which the cache does not see, and an edited template
-// must not leave a cached "ok" behind.
-func readChart(t *testing.T) {
+// template renders the chart as `helm template rel . --namespace NS --kube-version
+// 1.33.0 --set ...` does: a client-only dry-run install, which loads the chart, checks
+// the values against values.schema.json and renders every template.
+func template(t *testing.T, namespace string, set []string) (string, error) {
 	t.Helper()
-	err := filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			_, err = os.ReadFile(path)
-		}
-		return err
-	})
+	chrt, err := loader.Load(".")
+	if err != nil {
+		t.Fatalf("loading the chart: %v", err)
+	}
+	kv, err := chartutil.ParseKubeVersion(kubeVersion)
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-func run(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	readChart(t)
-	cmd := exec.Command(helm(t), args...)
-	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
+	install := action.NewInstall(&action.Configuration{})
+	install.DryRun, install.ClientOnly, install.Replace = true, true, true
+	install.ReleaseName, install.Namespace, install.KubeVersion = "rel", namespace, kv
+	rel, err := install.Run(chrt, values(t, set))
 	if err != nil {
-		return out.String() + errOut.String(), err
+		return "", err
+	}
+	var out strings.Builder
+	out.WriteString(rel.Manifest)
+	for _, h := range rel.Hooks {
+		fmt.Fprintf(&out, "\n---\n# Source: %s\n%s", h.Path, h.Manifest)
 	}
 	return out.String(), nil
 }
@@ -107,13 +95,9 @@ type object struct {
 
 func render(t *testing.T, set []string) []object {
 	t.Helper()
-	args := []string{"template", "rel", ".", "--namespace", namespace, "--kube-version", "1.33.0"}
-	for _, s := range set {
-		args = append(args, "--set", s)
-	}
-	out, err := run(t, args...)
+	out, err := template(t, namespace, set)
 	if err != nil {
-		t.Fatalf("helm template: %v\n%s", err, out)
+		t.Fatalf("helm template: %v", err)
 	}
 	var objs []object
 	for _, doc := range strings.Split(out, "\n---") {
@@ -220,14 +204,22 @@ type (
 var promql = parser.NewParser(parser.Options{})
 
 func TestLint(t *testing.T) {
+	kv, err := chartutil.ParseKubeVersion(kubeVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, set := range valueSets {
 		t.Run(name, func(t *testing.T) {
-			args := []string{"lint", "--strict", ".", "--namespace", namespace, "--kube-version", "1.33.0"}
-			for _, s := range set {
-				args = append(args, "--set", s)
-			}
-			if out, err := run(t, args...); err != nil {
-				t.Fatalf("%v\n%s", err, out)
+			// helm lint --strict: a warning fails as an error does.
+			lint := action.NewLint()
+			lint.Strict, lint.Namespace, lint.KubeVersion = true, namespace, kv
+			res := lint.Run([]string{"."}, values(t, set))
+			if res.TotalChartsLinted != 1 || len(res.Errors) > 0 {
+				var msgs []string
+				for _, m := range res.Messages {
+					msgs = append(msgs, m.Error())
+				}
+				t.Fatalf("%d charts linted; errors %v\n%s", res.TotalChartsLinted, res.Errors, strings.Join(msgs, "\n"))
 			}
 		})
 	}
@@ -247,9 +239,9 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		"unknown monitor key": "monitoring.podMonitor.intervall=1m",
 	} {
 		t.Run(name, func(t *testing.T) {
-			out, err := run(t, "template", "rel", ".", "--kube-version", "1.33.0", "--set", set)
-			if err == nil || !strings.Contains(out, "values don't meet the specifications of the schema") {
-				t.Fatalf("accepted %s: %v\n%s", set, err, out)
+			_, err := template(t, "default", []string{set})
+			if err == nil || !strings.Contains(err.Error(), "values don't meet the specifications of the schema") {
+				t.Fatalf("accepted %s: %v", set, err)
 			}
 		})
 	}
