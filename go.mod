@@ -14,6 +14,7 @@ require (
 	github.com/prometheus/prometheus v0.316.0
 	go.uber.org/goleak v1.3.0
 	go.yaml.in/yaml/v3 v3.0.6
+	golang.org/x/crypto/x509roots/fallback v0.0.0-20261030153154-30a33513ff6d
 	golang.org/x/net v0.61.0
 	golang.org/x/time v0.16.0
 	helm.sh/helm/v3 v3.22.0
