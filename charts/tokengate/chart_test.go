@@ -1,7 +1,7 @@
 // Package chart_test renders and lints the Helm chart with Helm itself: Helm's Go
-// packages (helm.sh/helm/v3, pinned in go.mod) compiled into the test binary, which do
-// what `helm template` and `helm lint --strict` do, so that no test builds or runs a
-// tool within its time limit. It checks what the chart renders: every object decoded
+// packages compiled into the test binary (internal/helmtest), which do what `helm
+// template` and `helm lint --strict` do, so that no test builds or runs a tool within
+// its time limit. It checks what the chart renders: every object decoded
 // strictly into its Kubernetes type, every alert and dashboard query parsed by
 // Prometheus' own PromQL parser, and the properties docs/kubernetes.md describes.
 package chart_test
@@ -11,7 +11,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"os"
 	"regexp"
 	"slices"
@@ -19,10 +18,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/prometheus/promql/parser"
-	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart/loader"
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/strvals"
+	"github.com/tokengate/tokengate/internal/helmtest"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -34,44 +30,10 @@ import (
 // kubeVersion is the Kubernetes version the chart is rendered and linted for.
 const kubeVersion = "1.33.0"
 
-// values turns --set expressions into values, as `helm --set` does.
-func values(t *testing.T, set []string) map[string]any {
-	t.Helper()
-	vals := map[string]any{}
-	for _, s := range set {
-		if err := strvals.ParseInto(s, vals); err != nil {
-			t.Fatalf("--set %s: %v", s, err)
-		}
-	}
-	return vals
-}
-
-// template renders the chart as `helm template rel . --namespace NS --kube-version
-// 1.33.0 --set ...` does: a client-only dry-run install, which loads the chart, checks
-// the values against values.schema.json and renders every template.
+// template renders the chart as `helm template` does (helmtest.Template).
 func template(t *testing.T, namespace string, set []string) (string, error) {
 	t.Helper()
-	chrt, err := loader.Load(".")
-	if err != nil {
-		t.Fatalf("loading the chart: %v", err)
-	}
-	kv, err := chartutil.ParseKubeVersion(kubeVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	install := action.NewInstall(&action.Configuration{})
-	install.DryRun, install.ClientOnly, install.Replace = true, true, true
-	install.ReleaseName, install.Namespace, install.KubeVersion = "rel", namespace, kv
-	rel, err := install.Run(chrt, values(t, set))
-	if err != nil {
-		return "", err
-	}
-	var out strings.Builder
-	out.WriteString(rel.Manifest)
-	for _, h := range rel.Hooks {
-		fmt.Fprintf(&out, "\n---\n# Source: %s\n%s", h.Path, h.Manifest)
-	}
-	return out.String(), nil
+	return helmtest.Template(".", namespace, kubeVersion, set)
 }
 
 const namespace = "tokengate-system"
@@ -204,22 +166,10 @@ type (
 var promql = parser.NewParser(parser.Options{})
 
 func TestLint(t *testing.T) {
-	kv, err := chartutil.ParseKubeVersion(kubeVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for name, set := range valueSets {
 		t.Run(name, func(t *testing.T) {
-			// helm lint --strict: a warning fails as an error does.
-			lint := action.NewLint()
-			lint.Strict, lint.Namespace, lint.KubeVersion = true, namespace, kv
-			res := lint.Run([]string{"."}, values(t, set))
-			if res.TotalChartsLinted != 1 || len(res.Errors) > 0 {
-				var msgs []string
-				for _, m := range res.Messages {
-					msgs = append(msgs, m.Error())
-				}
-				t.Fatalf("%d charts linted; errors %v\n%s", res.TotalChartsLinted, res.Errors, strings.Join(msgs, "\n"))
+			if err := helmtest.Lint(".", namespace, kubeVersion, set); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}

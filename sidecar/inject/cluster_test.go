@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"github.com/tokengate/tokengate/internal/e2etest"
 	"math/big"
 	"net"
 	"os"
@@ -26,17 +25,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/e2etest"
+	"github.com/tokengate/tokengate/internal/helmtest"
+
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
 
-// tools returns the directory of etcd, kube-apiserver, kubectl and helm, building them
-// when needed (kube-apiserver takes about ten minutes from a cold cache).
+// tools returns the directory of etcd, kube-apiserver and kubectl, building them when
+// needed (kube-apiserver takes about ten minutes from a cold cache).
 func tools(t *testing.T) string {
 	t.Helper()
 	var dir string
-	for _, tool := range []string{"etcd", "kube", "helm"} {
+	for _, tool := range []string{"etcd", "kube"} {
 		out, err := exec.Command("../../tools/build", tool).Output()
 		if err != nil {
 			t.Fatalf("tools/build %s: %v", tool, err)
@@ -232,20 +234,14 @@ func buildTokengate(t *testing.T) string {
 	return bin
 }
 
-// renderChart renders the chart with Helm.
-func renderChart(t *testing.T, bin string, set ...string) string {
+// renderChart renders the chart with Helm's own code (internal/helmtest).
+func renderChart(t *testing.T, set ...string) string {
 	t.Helper()
-	args := []string{"template", "rel", "../../charts/tokengate", "--namespace", "tokengate-system", "--kube-version", "1.37.0"}
-	for _, s := range set {
-		args = append(args, "--set", s)
-	}
-	cmd := exec.Command(filepath.Join(bin, "helm"), args...)
-	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
-	out, err := cmd.Output()
+	out, err := helmtest.Template("../../charts/tokengate", "tokengate-system", "1.37.0", set)
 	if err != nil {
 		t.Fatalf("helm template: %v", err)
 	}
-	return string(out)
+	return out
 }
 
 const appPod = `apiVersion: v1
@@ -269,7 +265,7 @@ func TestCluster(t *testing.T) {
 
 	// The chart's objects pass the API server's own validation, strictly.
 	c.mustKubectl(t, "", "create", "namespace", "tokengate-system")
-	rendered := renderChart(t, bin)
+	rendered := renderChart(t)
 	if out, err := c.kubectl(t, rendered, "apply", "--dry-run=server", "--validate=strict", "-f", "-"); err != nil {
 		t.Fatalf("the chart's objects are refused by the API server:\n%s", out)
 	}
@@ -282,7 +278,7 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("a misspelled sideEffects was accepted: %v\n%s", err, out)
 	}
 	for _, bad := range []string{"webhook.timeoutSeconds=31"} {
-		if _, err := exec.Command(filepath.Join(bin, "helm"), "template", "x", "../../charts/tokengate", "--kube-version", "1.37.0", "--set", bad).Output(); err == nil {
+		if _, err := helmtest.Template("../../charts/tokengate", "tokengate-system", "1.37.0", []string{bad}); err == nil {
 			t.Errorf("helm accepted %s", bad)
 		}
 	}
