@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tokengate/tokengate/internal/upstreamtest"
 	"github.com/tokengate/tokengate/jwks/jwkstest"
+	"github.com/tokengate/tokengate/sidecar"
 )
 
 // The forwarded request is the one that was decided on, in a form no common upstream
@@ -404,5 +406,17 @@ func TestRequestID(t *testing.T) {
 	resp, _ := h.do(t, "GET", "/orders/1", "", "X-Request-Id: abc-1")
 	if resp.StatusCode != 401 || resp.Header.Get("X-Request-Id") != "abc-1" {
 		t.Fatalf("%d %q", resp.StatusCode, resp.Header.Get("X-Request-Id"))
+	}
+}
+
+// The sidecar's whole registry (decisions, key sets, reloads, upstream, build, Go and
+// process) passes client_golang's lint: names, units, help texts.
+func TestMetricsLint(t *testing.T) {
+	reg := sidecar.NewRegistry("test")
+	h := start(t, "", func(o *sidecar.Options) { o.Registry = reg })
+	h.do(t, "GET", "/orders/1", h.read())
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil || len(problems) > 0 {
+		t.Fatalf("%v %v", err, problems)
 	}
 }

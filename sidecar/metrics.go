@@ -14,6 +14,10 @@ import (
 type sidecarMetrics struct {
 	reloads  *prometheus.CounterVec
 	upstream func(code string)
+	// reloadOK is 1 while the running configuration is the file's content, 0 while
+	// the file holds a configuration that was refused: the state an alert can watch
+	// for as long as it lasts, which a count of refusals cannot say.
+	reloadOK prometheus.Gauge
 }
 
 // NewRegistry returns a registry with the Go and process collectors, tokengate's
@@ -53,5 +57,13 @@ func newSidecarMetrics(reg prometheus.Registerer) (*sidecarMetrics, error) {
 	for _, r := range []string{"success", "error"} {
 		reloads.WithLabelValues(r)
 	}
-	return &sidecarMetrics{reloads: reloads, upstream: func(code string) { byCode[code].Inc() }}, nil
+	reloadOK, err := promreg.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tokengate_config_last_reload_successful",
+		Help: "1 while the running configuration is the configuration file's content; 0 while the file holds a configuration that was refused.",
+	}))
+	if err != nil {
+		return nil, err
+	}
+	reloadOK.Set(1)
+	return &sidecarMetrics{reloads: reloads, upstream: func(code string) { byCode[code].Inc() }, reloadOK: reloadOK}, nil
 }

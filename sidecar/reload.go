@@ -59,6 +59,7 @@ func (s *Sidecar) reloadIfChanged(keyCtx context.Context) bool {
 	s.release(cur.sets)
 	cur.gate.Close()
 	s.metrics.reloads.WithLabelValues("success").Inc()
+	s.metrics.reloadOK.Set(1)
 	s.log.Info("configuration reloaded", "path", s.opts.ConfigPath, "issuers", len(l.Gate.Issuers), "routes", len(l.Gate.Routes), "mode", modeOf(l))
 	return true
 }
@@ -67,6 +68,7 @@ func (s *Sidecar) reloadIfChanged(keyCtx context.Context) bool {
 // it is not refused (and logged) again every few seconds.
 func (s *Sidecar) refused(cur *state, sum [32]byte, err error) {
 	s.metrics.reloads.WithLabelValues("error").Inc()
+	s.metrics.reloadOK.Set(0)
 	s.log.Error("configuration refused; the running configuration stays", "path", s.opts.ConfigPath, "error", err.Error())
 	kept := *cur
 	kept.sum = sum

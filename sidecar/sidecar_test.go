@@ -407,16 +407,19 @@ func TestReload(t *testing.T) {
 	if h.as.JWKSFetches() != fetches {
 		t.Fatal("a reload that kept the issuer fetched its keys again")
 	}
-	metric := func(result string) bool {
+	exposition := func() string {
 		resp, err := http.Get(h.admin + "/metrics")
 		if err != nil {
-			return false
+			return ""
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		return strings.Contains(string(b), `tokengate_config_reloads_total{result="`+result+`"} 1`)
+		return string(b)
 	}
-	if !metric("success") {
+	metric := func(result string) bool {
+		return strings.Contains(exposition(), `tokengate_config_reloads_total{result="`+result+`"} 1`)
+	}
+	if !metric("success") || !strings.Contains(exposition(), "tokengate_config_last_reload_successful 1") {
 		t.Fatal("successful reload not counted")
 	}
 
@@ -431,6 +434,12 @@ func TestReload(t *testing.T) {
 	if !strings.Contains(h.logs.String(), "configuration refused") {
 		t.Fatal("refusal not logged")
 	}
+	// The refusal lasts as long as the file holds it, and ends with a good file.
+	if !strings.Contains(exposition(), "tokengate_config_last_reload_successful 0") {
+		t.Fatal("the refused file is not shown as such")
+	}
+	h.writeConfig(t, "  - match: \"GET /extra\"\n  - match: \"GET /more\"\n")
+	eventually(t, "the fixed file", func() bool { return strings.Contains(exposition(), "tokengate_config_last_reload_successful 1") })
 }
 
 func TestAdminEndpointsAndDrain(t *testing.T) {
