@@ -209,7 +209,7 @@ func newStore(t *testing.T, desc string) memStore {
 }
 
 func (m memStore) Querier(int64, int64) (storage.Querier, error) { return m, nil }
-func (m memStore) Close() error                                   { return nil }
+func (m memStore) Close() error                                  { return nil }
 
 func (m memStore) Select(_ context.Context, _ bool, _ *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
 	var out []storage.Series
@@ -497,7 +497,7 @@ func TestAlertsUseWhatTheCodeExports(t *testing.T) {
 	}
 	// The check itself must catch what it is for.
 	for expr, want := range map[string]string{
-		`rate(tokengate_decision_total[5m])`:                               "which nothing exports",
+		`rate(tokengate_decision_total[5m])`:                                "which nothing exports",
 		`tokengate_jwks_keys{kid="x"}`:                                      "matches label kid",
 		`sum by (tenant) (rate(tokengate_decisions_total[5m]))`:             "groups by tenant",
 		`sum by (pod, issuer) (tokengate_jwks_keys) and on (route) up == 0`: "groups by route",
