@@ -363,16 +363,19 @@ func checkGeneratedTLS(t *testing.T, s *corev1.Secret, objs []object) {
 
 var grafanaVars = strings.NewReplacer("$__rate_interval", "5m", "$namespace", ".*", "${datasource}", "prometheus")
 
+// dashboard is the Grafana dashboard, as far as the tests read it.
+type dashboard struct {
+	Panels []struct {
+		Title   string `json:"title"`
+		Targets []struct {
+			Expr string `json:"expr"`
+		} `json:"targets"`
+	} `json:"panels"`
+}
+
 func checkDashboard(t *testing.T, raw string) {
 	t.Helper()
-	var dash struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
+	var dash dashboard
 	if err := json.Unmarshal([]byte(raw), &dash); err != nil || len(dash.Panels) < 10 {
 		t.Fatalf("dashboard: %v (%d panels)", err, len(dash.Panels))
 	}

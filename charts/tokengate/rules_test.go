@@ -533,21 +533,13 @@ func dashboardQueries(t *testing.T) map[string]string {
 		if err := json.Unmarshal(o.json, &cm); err != nil {
 			t.Fatal(err)
 		}
-		var dash struct {
-			Panels []struct {
-				Title   string `json:"title"`
-				Targets []struct {
-					Expr string `json:"expr"`
-				} `json:"targets"`
-			} `json:"panels"`
-		}
+		var dash dashboard
 		if err := json.Unmarshal([]byte(cm.Data["tokengate.json"]), &dash); err != nil {
 			t.Fatal(err)
 		}
 		for _, p := range dash.Panels {
 			for i, tg := range p.Targets {
-				e := strings.NewReplacer(`$namespace`, `.*`, `$__rate_interval`, `5m`).Replace(tg.Expr)
-				out[fmt.Sprintf("%s #%d", p.Title, i+1)] = e
+				out[fmt.Sprintf("%s #%d", p.Title, i+1)] = grafanaVars.Replace(tg.Expr)
 			}
 		}
 	}
