@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/clip"
 )
 
 // tokenCache remembers the claims of tokens verified before (docs/middleware.md,
@@ -201,9 +203,9 @@ func (c *rejectCache) drop(k any, r *rejection) {
 }
 
 func (c *rejectCache) put(key [32]byte, e *Error, now time.Time, removals uint64) {
-	kept := &Error{Reason: e.Reason, Issuer: e.Issuer, KeyID: truncate(e.KeyID, 256)}
+	kept := &Error{Reason: e.Reason, Issuer: e.Issuer, KeyID: clip.String(e.KeyID, 256)}
 	if e.Err != nil {
-		kept.Err = errors.New(truncate(e.Err.Error(), 512))
+		kept.Err = errors.New(clip.String(e.Err.Error(), 512))
 	}
 	cost := int64(rejectOverhead + len(kept.Issuer) + len(kept.KeyID))
 	if kept.Err != nil {

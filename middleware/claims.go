@@ -2,7 +2,6 @@ package middleware
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,42 +49,6 @@ func (c *Claims) String(name string) (string, bool) {
 		return "", false
 	}
 	return unquote(raw)
-}
-
-// decisionKey is the context key of the *Decision that Handler (or WithClaims) put
-// there.
-type decisionKey struct{}
-
-// ClaimsFrom returns the verified claims that Handler or Require put in the request's
-// context, or false when there are none: a shadow-mode denial, or a public route
-// reached without a valid token. Always check ok:
-//
-//	claims, ok := middleware.ClaimsFrom(r.Context())
-//	if !ok {
-//		// anonymous: a public route, or shadow mode
-//	}
-func ClaimsFrom(ctx context.Context) (*Claims, bool) {
-	d, _ := ctx.Value(decisionKey{}).(*Decision)
-	if d == nil || !d.Allowed() || d.Claims == nil {
-		return nil, false
-	}
-	return d.Claims, true
-}
-
-// DecisionFrom returns the Decision by which Handler let the request through: allowed
-// (with or without claims, on a public route) or shadow_denied.
-func DecisionFrom(ctx context.Context) (Decision, bool) {
-	d, _ := ctx.Value(decisionKey{}).(*Decision)
-	if d == nil {
-		return Decision{}, false
-	}
-	return *d, true
-}
-
-// WithClaims returns a context that carries c as an allowed request's claims, for
-// tests of handlers that read claims.
-func WithClaims(ctx context.Context, c *Claims) context.Context {
-	return context.WithValue(ctx, decisionKey{}, &Decision{Outcome: DecisionAllowed, Reason: ReasonOK, Status: 200, Claims: c})
 }
 
 // errClaims marks a claim that is missing, of the wrong type or out of range: reason

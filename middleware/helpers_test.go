@@ -115,8 +115,8 @@ func (e *env) do(method, target string, headers ...string) *httptest.ResponseRec
 
 // count returns tokengate_decisions_total for one label set (0 when the series does not
 // exist).
-func (e *env) count(decision, reason, route string) float64 {
-	return metricValue(e.reg, "tokengate_decisions_total", map[string]string{"decision": decision, "reason": reason, "route": route})
+func (e *env) count(decision middleware.Outcome, reason, route string) float64 {
+	return metricValue(e.reg, "tokengate_decisions_total", map[string]string{"decision": decision.String(), "reason": reason, "route": route})
 }
 
 // metricValue finds one series of a counter or gauge in a registry.

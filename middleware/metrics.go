@@ -13,18 +13,6 @@ import (
 	"github.com/tokengate/tokengate/jwks"
 )
 
-// Values of the decision label.
-const (
-	DecisionAllowed      = "allowed"
-	DecisionDenied       = "denied"
-	DecisionShadowDenied = "shadow_denied"
-)
-
-// NoRoute is the route label of a request that no route matched.
-const NoRoute = "none"
-
-var decisions = []string{DecisionAllowed, DecisionDenied, DecisionShadowDenied}
-
 var (
 	durationBuckets = []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
 	ageBuckets      = []float64{-300, -60, -10, 0, 10, 60, 300, 900, 1800, 3600, 7200, 86400}
@@ -52,13 +40,30 @@ var (
 // configured issuer.
 type metrics struct {
 	mu       sync.Mutex // guards the maps below, written only when a series first appears
-	counters map[[3]string]*shardedCounter
+	counters map[series]*shardedCounter
 	ages     map[string]*shardedHistogram
 
 	hit, miss *shardedCounter
-	duration  [3]*shardedHistogram // by decision index
+	duration  [numOutcomes]*shardedHistogram
 
 	keys *jwks.Metrics
+}
+
+// series names one series of tokengate_decisions_total.
+type series struct {
+	outcome Outcome
+	reason  Reason
+	route   string
+}
+
+func (k series) less(o series) bool {
+	if k.outcome != o.outcome {
+		return k.outcome.String() < o.outcome.String()
+	}
+	if k.reason != o.reason {
+		return k.reason < o.reason
+	}
+	return k.route < o.route
 }
 
 var _ prometheus.Collector = (*metrics)(nil)
@@ -67,7 +72,7 @@ var _ prometheus.Collector = (*metrics)(nil)
 // configuration reload builds a new Gate on the same registry) lends its collector.
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		counters: map[[3]string]*shardedCounter{},
+		counters: map[series]*shardedCounter{},
 		ages:     map[string]*shardedHistogram{},
 		hit:      &shardedCounter{},
 		miss:     &shardedCounter{},
@@ -86,8 +91,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 // counter returns the counter of one series, creating it (at zero) on first use.
-func (m *metrics) counter(decision, reason, route string) *shardedCounter {
-	k := [3]string{decision, reason, route}
+func (m *metrics) counter(outcome Outcome, reason Reason, route string) *shardedCounter {
+	k := series{outcome, reason, route}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c := m.counters[k]
@@ -121,7 +126,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector: it sums the shards.
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Lock()
-	keys := make([][3]string, 0, len(m.counters))
+	keys := make([]series, 0, len(m.counters))
 	for k := range m.counters {
 		keys = append(keys, k)
 	}
@@ -130,18 +135,15 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		issuers = append(issuers, k)
 	}
 	m.mu.Unlock()
-	sort.Slice(keys, func(i, j int) bool {
-		a, b := keys[i], keys[j]
-		return a[0]+"\x00"+a[1]+"\x00"+a[2] < b[0]+"\x00"+b[1]+"\x00"+b[2]
-	})
+	sort.Slice(keys, func(i, j int) bool { return keys[i].less(keys[j]) })
 	for _, k := range keys {
 		m.mu.Lock()
 		c := m.counters[k]
 		m.mu.Unlock()
-		ch <- prometheus.MustNewConstMetric(decisionsDesc, prometheus.CounterValue, float64(c.value()), k[0], k[1], k[2])
+		ch <- prometheus.MustNewConstMetric(decisionsDesc, prometheus.CounterValue, float64(c.value()), k.outcome.String(), string(k.reason), k.route)
 	}
-	for i, d := range decisions {
-		ch <- m.duration[i].metric(durationDesc, d)
+	for o, h := range m.duration {
+		ch <- h.metric(durationDesc, Outcome(o).String())
 	}
 	ch <- prometheus.MustNewConstMetric(cacheDesc, prometheus.CounterValue, float64(m.hit.value()), "hit")
 	ch <- prometheus.MustNewConstMetric(cacheDesc, prometheus.CounterValue, float64(m.miss.value()), "miss")
@@ -158,27 +160,19 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 // request increments without a map look-up or an allocation.
 type counters struct {
 	route string
-	slots [3][16]atomic.Pointer[shardedCounter]
+	slots [numOutcomes][len(reasons)]atomic.Pointer[shardedCounter]
 }
 
-func reasonIndex(r Reason) int {
-	for i, x := range Reasons {
-		if x == r {
-			return i
-		}
-	}
-	return 0
-}
-
-func (m *metrics) count(sh int, c *counters, decision int, reason Reason, took time.Duration) {
-	slot := &c.slots[decision][reasonIndex(reason)]
+// count counts one decision and its duration.
+func (m *metrics) count(sh int, c *counters, outcome Outcome, reason Reason, took time.Duration) {
+	slot := &c.slots[outcome][reasonIndex(reason)]
 	sc := slot.Load()
 	if sc == nil {
-		sc = m.counter(decisions[decision], string(reason), c.route)
+		sc = m.counter(outcome, reason, c.route)
 		slot.Store(sc)
 	}
 	sc.inc(sh)
-	m.duration[decision].observe(sh, took.Seconds())
+	m.duration[outcome].observe(sh, took.Seconds())
 }
 
 // shards is the number of cells a sharded value spreads over. A request takes a shard

@@ -3,6 +3,7 @@ package middleware
 import (
 	"errors"
 	"net/http"
+	"slices"
 )
 
 // Reason is why a request was allowed or denied: one of the bounded set below, which is
@@ -28,11 +29,26 @@ const (
 	ReasonKeysUnavailable   Reason = "keys_unavailable"
 )
 
-// Reasons lists every reason, in docs/metrics.md's order.
-var Reasons = []Reason{
+// reasons is every reason, in docs/metrics.md's order.
+var reasons = [...]Reason{
 	ReasonOK, ReasonMissingToken, ReasonMalformedRequest, ReasonMalformedToken, ReasonAlgorithm,
 	ReasonIssuer, ReasonUnknownKey, ReasonSignature, ReasonExpired, ReasonNotYetValid,
 	ReasonAudience, ReasonClaims, ReasonInsufficientScope, ReasonNoRoute, ReasonKeysUnavailable,
+}
+
+// Reasons returns every reason, in docs/metrics.md's order: the values the reason label
+// takes. The slice is the caller's own.
+func Reasons() []Reason { return slices.Clone(reasons[:]) }
+
+// reasonIndex is r's place in reasons; a reason outside them (none is made) counts as
+// the first.
+func reasonIndex(r Reason) int {
+	for i, x := range reasons {
+		if x == r {
+			return i
+		}
+	}
+	return 0
 }
 
 // response is how a reason is answered: the one table from which every rejection is

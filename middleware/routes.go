@@ -14,7 +14,7 @@ import (
 type route struct {
 	Route
 	pattern string // the Match as ServeMux canonicalised it: the route metric label
-	scope   string // the scope parameter of an insufficient_scope challenge
+	need    scopeNeed
 	index   int
 }
 
@@ -73,12 +73,7 @@ func compileRoutes(routes []Route, style PathStyle) (*routeTable, []error) {
 				bad(i, fmt.Sprintf("anyScopes[%d]", j), "%q is not a scope (RFC 6749 §3.3: printable ASCII without spaces, quotes or backslashes)", s)
 			}
 		}
-		needed := append([]string(nil), r.Scopes...)
-		if len(r.AnyScopes) > 0 {
-			// The challenge names what suffices: every all-of scope and the first any-of.
-			needed = append(needed, r.AnyScopes[0])
-		}
-		rt.scope = strings.Join(needed, " ")
+		rt.need = newScopeNeed(r.Scopes, r.AnyScopes)
 		if err := handle(t.muxes[0], r.Match, rt); err != nil {
 			bad(i, "match", "%v", err)
 			continue
@@ -221,6 +216,30 @@ type matched struct {
 	others  [maxReadings - 1]*route
 	n       int
 	why     error
+}
+
+// allPublic reports whether every matched route is public.
+func (m *matched) allPublic() bool {
+	for rt := range m.routesSeq() {
+		if !rt.Public {
+			return false
+		}
+	}
+	return true
+}
+
+// routesSeq is the matched routes, the primary's first, without allocating.
+func (m *matched) routesSeq() func(yield func(*route) bool) {
+	return func(yield func(*route) bool) {
+		if m.primary != nil && !yield(m.primary) {
+			return
+		}
+		for _, o := range m.others[:m.n] {
+			if !yield(o) {
+				return
+			}
+		}
+	}
 }
 
 func (m *matched) add(rt *route, _ string) {
@@ -438,15 +457,6 @@ func ambiguousPath(u *url.URL) bool {
 		}
 		switch hi, lo := raw[i+1], raw[i+2]|0x20; {
 		case hi == '2' && lo == 'f', hi == '5' && lo == 'c':
-			return true
-		}
-	}
-	return false
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
 			return true
 		}
 	}

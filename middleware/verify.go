@@ -15,19 +15,6 @@ import (
 	"github.com/tokengate/tokengate/jwks"
 )
 
-// KeySource finds the key that verifies a token of an issuer. *jwks.Group is one; tests
-// may use any other. It must return jwks's sentinel errors (ErrUnknownKey,
-// ErrKeysUnavailable, ErrAlgorithm, ErrInvalidKID) so that denials get their reason.
-type KeySource interface {
-	Key(ctx context.Context, issuer string, token *jwt.Token) (any, error)
-}
-
-// rechecker is a KeySource that can fetch an issuer's keys again when a token with a
-// kid it holds fails its signature check (*jwks.Group is one): see jwks.Set.Recheck.
-type rechecker interface {
-	Recheck(ctx context.Context, issuer, kid string) bool
-}
-
 // issuerPolicy is what a token of one issuer must satisfy beyond its signature.
 type issuerPolicy struct {
 	issuer         string
@@ -151,7 +138,7 @@ func (v *verifier) verify(ctx context.Context, token string) (*Claims, *Error) {
 		// and kept its kid): the key source fetches the keys again, within its
 		// unknown-kid budget, and says whether that key changed. Then, and only then,
 		// the token is verified once more.
-		if rc, ok := v.keys.(rechecker); ok && rc.Recheck(ctx, issuer, kid) {
+		if v.keys.Recheck(ctx, issuer, kid) {
 			claims, issuer, kid = &Claims{}, "", ""
 			_, err = v.parser.ParseWithClaims(token, claims, keyfunc)
 		}

@@ -97,7 +97,7 @@ func cutFold(s, prefix string) (string, bool) {
 
 // explain prints a decision in words a person can act on. It never prints the token.
 func explain(w io.Writer, l *sidecar.Loaded, gate *middleware.Gate, d middleware.Decision, token string, now time.Time) {
-	outcome := d.Outcome
+	outcome := d.Outcome.String()
 	if d.Outcome == middleware.DecisionShadowDenied {
 		outcome = "denied (shadow mode would forward it anyway)"
 	}

@@ -1,0 +1,83 @@
+package middleware
+
+import (
+	"crypto/sha256"
+	"errors"
+	"net/http"
+	"time"
+)
+
+// authn is what authenticate found out about a request's token.
+type authn struct {
+	// claims are the verified claims; on a denial they are set only when it came after
+	// a good signature (expired, audience...), for the Decision's explanation, and they
+	// never allow anything.
+	claims *Claims
+	// err is the denial; nil when the token verified.
+	err *Error
+	// sent says the request carried a token (or tried to: a malformed header counts).
+	sent bool
+	// cached says the answer came from the verified-token cache or the refused-token
+	// cache.
+	cached bool
+}
+
+// verified reports whether the token verified.
+func (a authn) verified() bool { return a.err == nil }
+
+// authenticate is the request path's second step (docs/middleware.md, Extract, Cache,
+// Verify): it extracts the request's bearer token and returns its verified claims, from
+// the verified-token cache or by verifying it, or the denial. A token refused shortly
+// before for a reason it will be refused for again is answered from the refused-token
+// cache.
+func (g *Gate) authenticate(sh int, r *http.Request, now time.Time) authn {
+	token, e := extract(r, g.cfg.Tokens.Cookie, g.cfg.Tokens.Query)
+	switch {
+	case e != nil:
+		return authn{err: e, sent: true}
+	case token == "":
+		return authn{err: deny(ReasonMissingToken, nil)}
+	}
+
+	var removals uint64
+	if g.keys != nil {
+		// Read before verifying: a key removed during the verification makes the entry
+		// stale at once rather than never.
+		removals = g.keys.Removals()
+	}
+	if g.cache != nil {
+		cl, expired := g.cache.get(token, now, removals)
+		switch {
+		case expired:
+			g.metrics.hit.inc(sh)
+			return authn{err: deny(ReasonExpired, errCachedExpired), sent: true, cached: true}
+		case cl != nil:
+			g.metrics.hit.inc(sh)
+			return authn{claims: cl, sent: true, cached: true}
+		}
+		g.metrics.miss.inc(sh)
+	}
+	if e := checkSyntax(token); e != nil {
+		return authn{err: e, sent: true}
+	}
+	var key [32]byte
+	if g.rejects != nil {
+		key = sha256.Sum256([]byte(token))
+		if e := g.rejects.get(key, now, removals); e != nil {
+			return authn{err: e, sent: true, cached: true}
+		}
+	}
+	cl, e := g.verifier.verify(r.Context(), token)
+	if e != nil {
+		if g.rejects != nil && cacheable(e.Reason) {
+			g.rejects.put(key, e, now, removals)
+		}
+		return authn{claims: cl, err: e, sent: true}
+	}
+	if g.cache != nil {
+		cl = g.cache.put(token, cl, removals, now)
+	}
+	return authn{claims: cl, sent: true}
+}
+
+var errCachedExpired = errors.New("the cached token expired")
