@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/clip"
 )
 
 // maxRedirects bounds a redirect chain; every hop must stay on the same origin.
@@ -185,7 +187,7 @@ func discover(ctx context.Context, client *http.Client, issuer string, insecureH
 		case meta.Issuer == nil || *meta.Issuer != issuer:
 			got := "none"
 			if meta.Issuer != nil {
-				got = strconv.Quote(truncate(*meta.Issuer, 200))
+				got = strconv.Quote(clip.String(*meta.Issuer, 200))
 			}
 			hint := ""
 			if meta.Issuer != nil && strings.TrimSuffix(*meta.Issuer, "/") == strings.TrimSuffix(issuer, "/") {
@@ -204,12 +206,4 @@ func discover(ctx context.Context, client *http.Client, issuer string, insecureH
 		return *meta.JWKSURI, nil
 	}
 	return "", fmt.Errorf("discovery for %q: %w", issuer, errors.Join(errs...))
-}
-
-// truncate shortens s to n bytes for a log line or an error.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -8,6 +8,8 @@ import (
 	"slices"
 
 	"github.com/MicahParks/jwkset"
+
+	"github.com/tokengate/tokengate/internal/clip"
 )
 
 // Why a key of a fetched document was left out of the set. These are the values of the
@@ -109,7 +111,7 @@ func parseKey(raw json.RawMessage, allowed algSet) (jwk jwkset.JWK, kid, reason,
 	case jwkset.UseEnc:
 		return named(SkipEncryption, `use "enc": an encryption key never verifies a signature`)
 	default:
-		return named(SkipInvalid, fmt.Sprintf("use %q is not a registered value", truncate(string(m.USE), 32)))
+		return named(SkipInvalid, fmt.Sprintf("use %q is not a registered value", clip.String(string(m.USE), 32)))
 	}
 	if len(m.KEYOPS) > 0 && !slices.Contains(m.KEYOPS, jwkset.KeyOpsVerify) {
 		return named(SkipKeyOps, "key_ops does not contain verify")

@@ -19,6 +19,8 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
+
+	"github.com/tokengate/tokengate/internal/clip"
 )
 
 // Options are the collaborators of a Set that are not per-issuer configuration. The zero
@@ -438,7 +440,7 @@ func (s *Set) load(trigger string) error {
 	}
 
 	for _, sk := range parsed.skipped {
-		s.log.Warn("key skipped", "kid", truncate(sk.kid, 64), "index", sk.index, "reason", sk.reason, "detail", sk.detail)
+		s.log.Warn("key skipped", "kid", clip.String(sk.kid, 64), "index", sk.index, "reason", sk.reason, "detail", sk.detail)
 	}
 	_ = s.st.KeyReplaceAll(ctx, parsed.keys)
 	s.neg.reset()
@@ -521,7 +523,7 @@ func (s *Set) fetchKeys(ctx context.Context) (string, parsedSet, error) {
 	parsed, err := parseJWKS(body, s.allowed, s.cfg.MaxKeys)
 	if err != nil {
 		for _, sk := range parsed.skipped {
-			s.log.Warn("key skipped", "kid", truncate(sk.kid, 64), "index", sk.index, "reason", sk.reason, "detail", sk.detail)
+			s.log.Warn("key skipped", "kid", clip.String(sk.kid, 64), "index", sk.index, "reason", sk.reason, "detail", sk.detail)
 		}
 		return "", parsedSet{}, err
 	}

@@ -26,7 +26,7 @@ func newScopeNeed(all, anyOf []string) scopeNeed {
 }
 
 // metBy reports whether scopes meet the need: exact matches only.
-func (n scopeNeed) metBy(scopes []string) bool {
+func (n *scopeNeed) metBy(scopes []string) bool {
 	for _, need := range n.all {
 		if !slices.Contains(scopes, need) {
 			return false
@@ -62,7 +62,7 @@ func insufficientScope(scope string) *Error {
 
 // authorize is the request path's third step for one need (Require): the verified
 // claims meet it, or the request is denied insufficient_scope.
-func authorize(claims *Claims, need scopeNeed) *Error {
+func authorize(claims *Claims, need *scopeNeed) *Error {
 	if need.metBy(claims.Scopes) {
 		return nil
 	}

@@ -71,7 +71,7 @@ func TestCacheChargesWhatItHolds(t *testing.T) {
 			runtime.GC()
 			runtime.ReadMemStats(&after)
 			held := float64(after.HeapAlloc) - float64(before.HeapAlloc)
-			charged := float64(c.bytes.Load())
+			charged := float64(c.entries.bytes.Load())
 			ratio := held / charged
 			t.Logf("%d entries: token %.0f B, held %.0f B, charged %.0f B per entry (%.2f× the token); held/charged %.2f",
 				n, float64(tokenBytes)/n, held/n, charged/n, charged/float64(tokenBytes), ratio)
@@ -95,17 +95,18 @@ func TestCacheBoundedByBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.put(fmt.Sprintf("token-%d-%s", i, strings.Repeat("x", 2400)), cl, 0, now)
-		if b := c.bytes.Load(); b > budget+budget/10 {
+		if b := c.entries.bytes.Load(); b > budget+budget/10 {
 			t.Fatalf("after %d tokens the cache charges %d bytes, budget %d", i+1, b, budget)
 		}
 	}
 	var sum int64
-	c.m.Range(func(_, v any) bool { sum += v.(*cacheEntry).cost; return true })
-	if sum != c.bytes.Load() || int64(c.len()) != c.size.Load() {
-		t.Fatalf("charged %d, entries cost %d; %d entries, counted %d", c.bytes.Load(), sum, c.len(), c.size.Load())
+	b := c.entries
+	b.m.Range(func(_, v any) bool { sum += v.(*slot[*Claims]).cost; return true })
+	if sum != b.bytes.Load() || int64(b.len()) != b.size.Load() {
+		t.Fatalf("charged %d, entries cost %d; %d entries, counted %d", b.bytes.Load(), sum, b.len(), b.size.Load())
 	}
-	if c.len() < 50 {
-		t.Fatalf("only %d entries kept", c.len())
+	if b.len() < 50 {
+		t.Fatalf("only %d entries kept", b.len())
 	}
 	// A token whose entry alone is more than a tenth of the budget is not cached.
 	cl := &Claims{}

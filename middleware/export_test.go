@@ -5,5 +5,5 @@ func CacheLen(g *Gate) int {
 	if g.cache == nil {
 		return 0
 	}
-	return g.cache.len()
+	return g.cache.entries.len()
 }

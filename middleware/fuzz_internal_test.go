@@ -45,11 +45,12 @@ func FuzzClaims(f *testing.F) {
 	})
 }
 
-// FuzzObjectMembers: on any JSON object the hand-written splitter finds exactly the
-// members encoding/json finds (the last of a repeated name wins in both), and says
-// whether a name repeats.
+// FuzzObjectMembers: on any JSON object the scanner finds exactly the members
+// encoding/json finds (the last of a repeated name wins in both), and uniqueNames says
+// whether two names are equal, exactly or under case folding, as strings.EqualFold does
+// pairwise. On anything that is not one object the scanner fails.
 func FuzzObjectMembers(f *testing.F) {
-	for _, s := range []string{`{"a":1,"b":[1,{"c":"}"}],"d":"\"","e":{"f":null}}`, `{"a":1,"a":2}`, `{}`, ` { "x" : "y" } `, `{"\u0061":1,"a":2}`} {
+	for _, s := range []string{`{"a":1,"b":[1,{"c":"}"}],"d":"\"","e":{"f":null}}`, `{"a":1,"a":2}`, `{}`, ` { "x" : "y" } `, `{"\u0061":1,"a":2}`, `{"kid":1,"\u212aid":2}`, `{"ſ":1,"S":2}`, `{} {}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -58,28 +59,62 @@ func FuzzObjectMembers(f *testing.F) {
 		}
 		var want map[string]json.RawMessage
 		if json.Unmarshal(data, &want) != nil || want == nil {
-			if _, _, ok := objectMembers(data); ok {
+			if _, ok := scanObject(nil, data, 0); ok {
 				t.Fatalf("split %q, which is not an object", data)
 			}
 			return
 		}
-		got, dup, ok := objectMembers(data)
-		if !ok || len(got) != len(want) {
-			t.Fatalf("%q: got %v (ok %v), want %v", data, got, ok, want)
+		members, ok := scanObject(nil, data, 0)
+		if !ok {
+			t.Fatalf("%q: not split", data)
+		}
+		got := map[string]json.RawMessage{}
+		for _, m := range members {
+			got[m.name] = m.value
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%q: got %v, want %v", data, got, want)
 		}
 		for k, v := range want {
 			if string(got[k]) != string(v) {
 				t.Fatalf("%q: member %q is %s, want %s", data, k, got[k], v)
 			}
 		}
-		if n, _ := countMembers(data); dup != (n != len(want)) {
-			t.Fatalf("%q: dup %v with %d members and %d names", data, dup, n, len(want))
+		if n, _ := countMembers(data); n != len(members) {
+			t.Fatalf("%q: %d members split, %d counted", data, len(members), n)
+		}
+		unique := true
+		for i := range members {
+			for j := range i {
+				if strings.EqualFold(members[i].name, members[j].name) {
+					unique = false
+				}
+			}
+		}
+		if uniqueNames(members) != unique {
+			t.Fatalf("%q: uniqueNames %v, pairwise EqualFold says %v", data, !unique, unique)
 		}
 	})
 }
 
-// FuzzHeaderNames: the header scanner never panics and, on a JSON object it accepts,
-// finds the names encoding/json finds.
+// FuzzFoldKey: two strings share a fold key exactly when strings.EqualFold says they
+// are equal.
+func FuzzFoldKey(f *testing.F) {
+	for _, p := range [][2]string{{"kid", "\u212aid"}, {"sub", "SUB"}, {"ſ", "s"}, {"ß", "ẞ"}, {"Σ", "ς"}, {"a", "b"}, {"İ", "i"}} {
+		f.Add(p[0], p[1])
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if !utf8.ValidString(a) || !utf8.ValidString(b) {
+			return // names are checked for UTF-8 before they are read
+		}
+		if (foldKey(a) == foldKey(b)) != strings.EqualFold(a, b) {
+			t.Fatalf("%q and %q: keys %q and %q, EqualFold %v", a, b, foldKey(a), foldKey(b), strings.EqualFold(a, b))
+		}
+	})
+}
+
+// FuzzHeaderNames: the header scanner, as checkHeader uses it (16 members at most),
+// never panics and, on a JSON object it accepts, finds the names encoding/json finds.
 func FuzzHeaderNames(f *testing.F) {
 	for _, s := range []string{`{"alg":"RS256","kid":"k"}`, `{"alg":"none","alg":"RS256"}`, `{"\u0061lg":"x"}`, `{"a":[{"b":"}"}]}`, `{`, `{"a":}`, `{"a":1,}`} {
 		f.Add([]byte(s))
@@ -88,7 +123,8 @@ func FuzzHeaderNames(f *testing.F) {
 		if !utf8.Valid(data) {
 			return // checkHeader refuses it before scanning
 		}
-		names, _, ok := headerNames(data)
+		var scratch [16]member
+		members, ok := scanObject(scratch[:0], data, len(scratch))
 		if !ok {
 			return
 		}
@@ -96,13 +132,13 @@ func FuzzHeaderNames(f *testing.F) {
 		if json.Unmarshal(data, &m) != nil {
 			return // not JSON: golang-jwt refuses it next
 		}
-		for _, n := range names {
-			if _, found := m[n]; !found {
-				t.Fatalf("scanner found %q, encoding/json did not in %q", n, data)
+		for _, mb := range members {
+			if _, found := m[mb.name]; !found {
+				t.Fatalf("scanner found %q, encoding/json did not in %q", mb.name, data)
 			}
 		}
-		if len(m) > len(names) {
-			t.Fatalf("scanner missed names of %q: %v", data, names)
+		if len(m) > len(members) {
+			t.Fatalf("scanner missed names of %q: %v", data, members)
 		}
 	})
 }

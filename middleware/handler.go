@@ -107,7 +107,7 @@ func (g *Gate) decideNeed(sh int, r *http.Request, need scopeNeed, pattern strin
 		}
 		claims, cached = a.claims, a.cached
 	}
-	if e := authorize(claims, need); e != nil {
+	if e := authorize(claims, &need); e != nil {
 		d := denial(e, pattern)
 		d.TokenSent, d.Claims, d.Cached, d.Scope = true, claims, cached, need.challenge
 		d.shadowed(g.cfg.Shadow)

@@ -3,7 +3,6 @@ package middleware
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -267,145 +266,27 @@ func (v *verifier) checkHeader(seg string) *Error {
 	if !utf8.Valid(hdr) {
 		return deny(ReasonMalformedToken, errHeader)
 	}
-	names, alg, ok := headerNames(hdr)
+	var scratch [16]member
+	members, ok := scanObject(scratch[:0], hdr, len(scratch))
 	if !ok {
 		return deny(ReasonMalformedToken, errHeader)
 	}
-	for i, a := range names {
-		switch a {
+	if !uniqueNames(members) {
+		return deny(ReasonMalformedToken, fmt.Errorf("%w: duplicate member", errHeader))
+	}
+	alg := ""
+	for _, m := range members {
+		switch m.name {
 		case "crit", "b64", "cty", "zip", "enc":
 			return deny(ReasonMalformedToken, errUnsupportedHdr)
-		}
-		for _, b := range names[:i] {
-			if a == b || (foldable(a) || foldable(b)) && strings.EqualFold(a, b) {
-				return deny(ReasonMalformedToken, fmt.Errorf("%w: duplicate member", errHeader))
-			}
+		case "alg":
+			alg, _ = unquote(m.value)
 		}
 	}
 	if !v.algs[alg] {
 		return deny(ReasonAlgorithm, errAlgHeader)
 	}
 	return nil
-}
-
-// headerNames reads the member names of a small JSON object and the value of its alg
-// member. It is not a validating parser: golang-jwt decodes the header fully next; it
-// only needs to be right on valid JSON and safe on anything else.
-func headerNames(b []byte) (names []string, alg string, ok bool) {
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return nil, "", false
-	}
-	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return nil, "", true
-	}
-	for {
-		i = skipSpace(b, i)
-		name, next, ok := readString(b, i)
-		if !ok || len(names) >= 16 {
-			return nil, "", false
-		}
-		names = append(names, name)
-		i = skipSpace(b, next)
-		if i >= len(b) || b[i] != ':' {
-			return nil, "", false
-		}
-		i = skipSpace(b, i+1)
-		start := i
-		if i, ok = skipValue(b, i); !ok {
-			return nil, "", false
-		}
-		if name == "alg" {
-			if s, _, ok := readString(b, start); ok {
-				alg = s
-			}
-		}
-		i = skipSpace(b, i)
-		if i >= len(b) {
-			return nil, "", false
-		}
-		switch b[i] {
-		case ',':
-			i++
-		case '}':
-			return names, alg, skipSpace(b, i+1) == len(b)
-		default:
-			return nil, "", false
-		}
-	}
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// readString reads the JSON string starting at b[i], decoding escapes.
-func readString(b []byte, i int) (string, int, bool) {
-	if i >= len(b) || b[i] != '"' {
-		return "", i, false
-	}
-	escaped := false
-	for j := i + 1; j < len(b); j++ {
-		switch {
-		case escaped:
-			escaped = false
-		case b[j] == '\\':
-			escaped = true
-		case b[j] == '"':
-			raw := b[i : j+1]
-			if !strings.Contains(string(raw), `\`) {
-				return string(raw[1 : len(raw)-1]), j + 1, true
-			}
-			var s string
-			if json.Unmarshal(raw, &s) != nil {
-				return "", j, false
-			}
-			return s, j + 1, true
-		}
-	}
-	return "", len(b), false
-}
-
-// skipValue skips one JSON value starting at b[i].
-func skipValue(b []byte, i int) (int, bool) {
-	if i >= len(b) {
-		return i, false
-	}
-	switch b[i] {
-	case '"':
-		_, next, ok := readString(b, i)
-		return next, ok
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				_, next, ok := readString(b, j)
-				if !ok {
-					return j, false
-				}
-				j = next - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1, true
-				}
-			}
-		}
-		return len(b), false
-	default:
-		j := i
-		for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ' ' && b[j] != '\n' && b[j] != '\r' && b[j] != '\t' {
-			j++
-		}
-		return j, j > i
-	}
 }
 
 // checkType applies typ (RFC 8725 §3.11, RFC 9068 §2.1, docs/standards.md S6, A1, X32).
