@@ -3,7 +3,10 @@
 // template` and `helm lint --strict` do, so that no test builds or runs a tool within
 // its time limit. It checks what the chart renders: every object decoded
 // strictly into its Kubernetes type, every alert and dashboard query parsed by
-// Prometheus' own PromQL parser, and the properties docs/kubernetes.md describes.
+// Prometheus' own PromQL parser, and the properties docs/kubernetes.md describes. It
+// also keeps the chart in step with what it documents and runs: README.md's table of
+// values is generated from values.yaml (readme_test.go), and the defaults values.yaml
+// passes to `tokengate inject` are the injector's own (defaults_test.go).
 package chart_test
 
 import (
@@ -19,6 +22,7 @@ import (
 
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/tokengate/tokengate/internal/helmtest"
+	"github.com/tokengate/tokengate/sidecar/inject"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -242,7 +246,7 @@ func TestRenderedObjects(t *testing.T) {
 				case "PodMonitor":
 					var pm podMonitor
 					strict(t, o, &pm)
-					if pm.Spec.PodMetricsEndpoints[0].Port != "tokengate-admin" || !pm.Spec.NamespaceSelector.Any {
+					if pm.Spec.PodMetricsEndpoints[0].Port != inject.AdminPortName || !pm.Spec.NamespaceSelector.Any {
 						t.Error("the PodMonitor does not scrape every injected sidecar's admin port")
 					}
 				case "PrometheusRule":
@@ -297,7 +301,7 @@ func checkDeployment(t *testing.T, d *appsv1.Deployment, set []string) {
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
 		t.Error("resources")
 	}
-	if c.Args[0] != "inject" || !slices.Contains(c.Args, "--tls-cert=/etc/tokengate/tls/tls.crt") {
+	if c.Args[0] != "inject" || !slices.Contains(c.Args, "--tls-cert="+inject.DefaultCertFile) {
 		t.Errorf("args %v", c.Args)
 	}
 	if has(set, "image.tag=v9.9.9") && (!strings.HasSuffix(c.Image, ":v9.9.9") || !slices.Contains(c.Args, "--sidecar-image="+c.Image)) {
@@ -324,7 +328,7 @@ func checkWebhook(t *testing.T, m *admissionregistrationv1.MutatingWebhookConfig
 	if has(set, "webhook.excludedNamespaces={legacy,batch}") && !slices.Contains(ex.Values, "legacy") {
 		t.Error("excluded namespaces")
 	}
-	if w.ClientConfig.Service == nil || *w.ClientConfig.Service.Path != "/mutate" {
+	if w.ClientConfig.Service == nil || *w.ClientConfig.Service.Path != inject.MutatePath {
 		t.Error("clientConfig")
 	}
 	cm := has(set, "certificates.certManager.enabled=true")

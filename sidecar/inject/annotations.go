@@ -19,17 +19,21 @@ const (
 	// AnnotationImage overrides the sidecar image.
 	AnnotationImage = "tokengate.io/image"
 
-	// AnnotationPort is the port clients (the Service) connect to [8000].
+	// AnnotationPort is the port clients (the Service) connect to
+	// [DefaultSidecarPort].
 	AnnotationPort = "tokengate.io/port"
 
-	// AnnotationAdminPort is the port of /metrics, /healthz and /readyz [9090].
+	// AnnotationAdminPort is the port of /metrics, /healthz and /readyz
+	// [DefaultSidecarAdminPort].
 	AnnotationAdminPort = "tokengate.io/admin-port"
 
-	// AnnotationLogLevel is the sidecar's log level: debug, info, warn or error [info].
+	// AnnotationLogLevel is the sidecar's log level: debug, info, warn or error
+	// [DefaultSidecarLogLevel].
 	AnnotationLogLevel = "tokengate.io/log-level"
 
 	// AnnotationCPURequest, AnnotationMemoryRequest and AnnotationMemoryLimit override
-	// the sidecar's resources (Kubernetes quantities such as "50m" or "64Mi").
+	// the sidecar's resources (Kubernetes quantities such as "50m" or "64Mi")
+	// [DefaultSidecarCPURequest, DefaultSidecarMemoryRequest, DefaultSidecarMemoryLimit].
 	AnnotationCPURequest    = "tokengate.io/cpu-request"
 	AnnotationMemoryRequest = "tokengate.io/memory-request"
 	AnnotationMemoryLimit   = "tokengate.io/memory-limit"

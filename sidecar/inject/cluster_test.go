@@ -305,7 +305,8 @@ func TestCluster(t *testing.T) {
 			}
 		}
 	}
-	url := fmt.Sprintf("https://127.0.0.1:%d/mutate", port)
+	// The path is the chart's: the real injector must answer on it.
+	url := fmt.Sprintf("https://127.0.0.1:%d%s", port, *hook.Webhooks[0].ClientConfig.Service.Path)
 	caPEM, _ := os.ReadFile(p.caFile)
 	hook.Webhooks[0].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM}
 	hookJSON, _ := json.Marshal(hook)

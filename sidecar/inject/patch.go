@@ -11,44 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// Defaults are what the sidecar gets when a pod's annotations do not say otherwise.
-type Defaults struct {
-	Image         string // required
-	Port          int32  // [8000]
-	AdminPort     int32  // [9090]
-	LogLevel      string // [info]
-	CPURequest    string // [50m]
-	MemoryRequest string // [32Mi]
-	MemoryLimit   string // [64Mi]
-	// RunAsUser is the sidecar's user id [65532, the distroless "nonroot" user].
-	RunAsUser int64
-}
-
-func (d Defaults) withDefaults() Defaults {
-	if d.Port == 0 {
-		d.Port = 8000
-	}
-	if d.AdminPort == 0 {
-		d.AdminPort = 9090
-	}
-	if d.LogLevel == "" {
-		d.LogLevel = "info"
-	}
-	if d.CPURequest == "" {
-		d.CPURequest = "50m"
-	}
-	if d.MemoryRequest == "" {
-		d.MemoryRequest = "32Mi"
-	}
-	if d.MemoryLimit == "" {
-		d.MemoryLimit = "64Mi"
-	}
-	if d.RunAsUser == 0 {
-		d.RunAsUser = 65532
-	}
-	return d
-}
-
 // Outcome is what the webhook did with a pod.
 type Outcome string
 

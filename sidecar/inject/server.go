@@ -29,7 +29,7 @@ type Server struct {
 	// CertFile and KeyFile are the serving certificate, re-read when they change (a
 	// cert-manager renewal rewrites the Secret's files).
 	CertFile, KeyFile string
-	// DrainTimeout bounds the shutdown. Default 10 s.
+	// DrainTimeout bounds the shutdown [DefaultDrainTimeout].
 	DrainTimeout time.Duration
 }
 
@@ -41,7 +41,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	if s.DrainTimeout == 0 {
-		s.DrainTimeout = 10 * time.Second
+		s.DrainTimeout = DefaultDrainTimeout
 	}
 	ln, err := listenOr(s.Listener, s.Listen)
 	if err != nil {
@@ -53,7 +53,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/mutate", s.Webhook)
+	mux.Handle(MutatePath, s.Webhook)
 	hooks := &http.Server{
 		Handler:           mux,
 		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get},

@@ -162,7 +162,7 @@ func TestServerTLSAndCertificateReload(t *testing.T) {
 	served := func(roots *x509.CertPool) (string, error) {
 		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
 		defer tr.CloseIdleConnections()
-		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Post("https://"+ln.Addr().String()+"/mutate", "application/json", bytes.NewReader(review(t, pod(nil), admissionv1.Create, "Pod")))
+		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Post("https://"+ln.Addr().String()+MutatePath, "application/json", bytes.NewReader(review(t, pod(nil), admissionv1.Create, "Pod")))
 		if err != nil {
 			return "", err
 		}

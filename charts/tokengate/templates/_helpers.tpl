@@ -72,3 +72,25 @@ configuration's caBundle to use the same CA.
 {{- define "tokengate.generatedCA" -}}
 {{- (include "tokengate.generatedTLS" . | fromJson).ca -}}
 {{- end -}}
+
+{{/*
+ownCA is "true" when cert-manager issues the webhook's certificate and no issuer is
+given: the chart then makes a CA for it (injector-selfsigned-issuer.yaml,
+injector-ca-certificate.yaml, injector-ca-issuer.yaml). Empty otherwise, so that `if`
+reads it.
+*/}}
+{{- define "tokengate.ownCA" -}}
+{{- if and .Values.certificates.certManager.enabled (not .Values.certificates.certManager.issuerRef) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* The name of that CA: its Certificate, its Secret and the Issuer that signs with it. */}}
+{{- define "tokengate.injectorCA" -}}
+{{- printf "%s-ca" (include "tokengate.injector" .) -}}
+{{- end -}}
+
+{{/* The self-signed Issuer that signs that CA. */}}
+{{- define "tokengate.injectorSelfSigned" -}}
+{{- printf "%s-selfsigned" (include "tokengate.injector" .) -}}
+{{- end -}}
