@@ -42,7 +42,7 @@ func TestCachedDecisionAllocations(t *testing.T) {
 // MapClaims, the least any verifier does.
 func BenchmarkDecision(b *testing.B) {
 	e := newEnv(b, nil)
-	nocache := newEnvFor(b, e.as, func(c *middleware.Config) { c.Tokens.NoCache = true })
+	nocache := newEnvFor(b, e.as, func(c *middleware.Config) { c.Tokens.NoCache = true }, middleware.Options{})
 	read := jwkstest.Claims{"scope": "orders:read"}
 
 	b.Run("cached", func(b *testing.B) {

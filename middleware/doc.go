@@ -19,7 +19,7 @@
 //			{Match: "GET /orders/{id}", Scopes: []string{"orders:read"}},
 //			{Match: "POST /orders", AnyScopes: []string{"orders:write", "orders:admin"}},
 //		},
-//	}, prometheus.DefaultRegisterer)
+//	}, middleware.Options{Registerer: prometheus.DefaultRegisterer})
 //	if err != nil { ... } // every configuration problem, each naming its key
 //	defer gate.Close()
 //	http.ListenAndServe(addr, gate.Handler(mux))
@@ -63,6 +63,20 @@
 //
 // tokengate_decisions_total{decision,reason,route}, tokengate_decision_duration_seconds,
 // tokengate_token_cache_requests_total{result}, tokengate_token_age_seconds{issuer} and
-// the jwks metrics, registered on the Registerer given to New (never the global one on
-// its own); New on a registry that has them already reuses them.
+// the jwks metrics, registered on Options.Registerer (never the global one on its own:
+// without a Registerer they go to a registry nothing serves); New on a registry that
+// has them already reuses them.
+//
+// # Readiness
+//
+// Until every issuer's keys were loaded once, a request with a token is answered 503
+// keys_unavailable. Gate.Ready is a readiness probe's answer; Gate.WaitReady blocks
+// until then, for a service that should not take traffic before.
+//
+// # Key sources
+//
+// New builds one jwks.Set per issuer unless Options.KeySource gives another source.
+// KeySource is the whole contract: keys by kid, a recheck of a kid whose key may have
+// been replaced, a count of removed keys (which stops cached tokens of a revoked key at
+// once) and readiness. *jwks.Group meets it.
 package middleware

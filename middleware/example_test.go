@@ -33,7 +33,7 @@ func ExampleGate_Handler() {
 			{Match: "GET /orders/{id}", Scopes: []string{"orders:read"}},
 			{Match: "POST /orders", AnyScopes: []string{"orders:write", "orders:admin"}},
 		},
-	}, prometheus.NewRegistry(), middleware.WithLogger(slog.New(slog.DiscardHandler)))
+	}, middleware.Options{Registerer: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		panic(err)
 	}
@@ -87,7 +87,7 @@ func ExampleGate_Require() {
 	defer as.Close()
 	gate, err := middleware.New(context.Background(), middleware.Config{
 		Issuers: []middleware.Issuer{{Config: jwks.Config{Issuer: as.Issuer}, Audiences: []string{"https://orders.example.com"}}},
-	}, prometheus.NewRegistry(), middleware.WithLogger(slog.New(slog.DiscardHandler)))
+	}, middleware.Options{Registerer: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		panic(err)
 	}
@@ -124,7 +124,7 @@ func ExampleGate_Decide() {
 	gate, err := middleware.New(context.Background(), middleware.Config{
 		Issuers: []middleware.Issuer{{Config: jwks.Config{Issuer: as.Issuer}, Audiences: []string{"https://orders.example.com"}}},
 		Routes:  []middleware.Route{{Match: "GET /orders/{id}", Scopes: []string{"orders:read"}}},
-	}, prometheus.NewRegistry(), middleware.WithLogger(slog.New(slog.DiscardHandler)))
+	}, middleware.Options{Registerer: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		panic(err)
 	}
@@ -148,7 +148,7 @@ func ExampleClaimsFrom() {
 	gate, err := middleware.New(context.Background(), middleware.Config{
 		Issuers: []middleware.Issuer{{Config: jwks.Config{Issuer: as.Issuer}, Audiences: []string{"https://orders.example.com"}}},
 		Routes:  []middleware.Route{{Match: "GET /", Public: true}},
-	}, prometheus.NewRegistry(), middleware.WithLogger(slog.New(slog.DiscardHandler)))
+	}, middleware.Options{Registerer: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		panic(err)
 	}
@@ -182,7 +182,7 @@ func ExampleNew() {
 	_, err := middleware.New(context.Background(), middleware.Config{
 		Issuers: []middleware.Issuer{{Config: jwks.Config{Issuer: "https://auth.example.com"}}},
 		Routes:  []middleware.Route{{Match: "GET /orders/{id}", Scopes: []string{"orders read"}}},
-	}, prometheus.NewRegistry())
+	}, middleware.Options{})
 	var fe *middleware.FieldError
 	fmt.Println(errors.As(err, &fe))
 	fmt.Println(err)
@@ -195,7 +195,7 @@ func ExampleNew() {
 func waitForKeys(g *middleware.Gate) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := g.KeySets().WaitReady(ctx); err != nil {
+	if err := g.WaitReady(ctx); err != nil {
 		panic(err)
 	}
 }

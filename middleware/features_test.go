@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/tokengate/tokengate/jwks"
 	"github.com/tokengate/tokengate/jwks/jwkstest"
 	"github.com/tokengate/tokengate/middleware"
@@ -35,7 +33,7 @@ func (c *clock) Advance(d time.Duration) {
 
 func TestCache(t *testing.T) {
 	clk := &clock{t: time.Now()}
-	e := newEnv(t, nil, middleware.WithClock(clk.Now))
+	e := newEnvWith(t, nil, middleware.Options{Now: clk.Now})
 	tok := e.as.MustMint(jwkstest.Claims{"scope": "orders:read", "exp": clk.Now().Add(time.Minute).Unix()})
 	hits := func() float64 {
 		return metricValue(e.reg, "tokengate_token_cache_requests_total", map[string]string{"result": "hit"})
@@ -274,11 +272,11 @@ func TestChallengeNeverEchoesInput(t *testing.T) {
 
 func TestCustomErrorWriter(t *testing.T) {
 	var seen middleware.Decision
-	e := newEnv(t, nil, middleware.WithErrorWriter(func(w http.ResponseWriter, r *http.Request, d middleware.Decision) {
+	e := newEnvWith(t, nil, middleware.Options{ErrorWriter: func(w http.ResponseWriter, r *http.Request, d middleware.Decision) {
 		seen = d
 		w.WriteHeader(d.Status)
 		_, _ = io.WriteString(w, "custom")
-	}))
+	}})
 	resp := e.do("GET", "/orders/1", bearer(e.as.MustMint(jwkstest.Claims{"scope": "x"})))
 	if resp.Code != 403 || resp.Body.String() != "custom" || seen.Reason != middleware.ReasonInsufficientScope || seen.Scope != "orders:read" {
 		t.Fatalf("%d %q %+v", resp.Code, resp.Body, seen)
@@ -355,7 +353,7 @@ func TestMultipleIssuers(t *testing.T) {
 		c.Issuers = append(c.Issuers, middleware.Issuer{
 			Config: jwks.Config{Issuer: b.Issuer, Algorithms: []string{"ES256"}}, Audiences: []string{"https://b.example"}, ScopeClaim: "perms",
 		})
-	})
+	}, middleware.Options{})
 	for name, tc := range map[string]struct {
 		tok  string
 		code int
@@ -414,7 +412,7 @@ func TestConfigErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := base()
 			tc.mut(&cfg)
-			_, err := middleware.New(context.Background(), cfg, prometheus.NewRegistry())
+			_, err := middleware.New(context.Background(), cfg, middleware.Options{})
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -434,7 +432,7 @@ func TestConfigErrors(t *testing.T) {
 		cfg.Issuers[0].Audiences = nil
 		cfg.Issuers[0].Algorithms = []string{"none"}
 		cfg.Routes = []middleware.Route{{Match: "GET /{"}}
-		_, err := middleware.New(context.Background(), cfg, prometheus.NewRegistry())
+		_, err := middleware.New(context.Background(), cfg, middleware.Options{})
 		for _, f := range []string{"realm:", "issuers[0].audiences:", "issuers[0].algorithms:", "routes[0].match:"} {
 			if err == nil || !strings.Contains(err.Error(), f) {
 				t.Errorf("%v lacks %s", err, f)
@@ -449,7 +447,7 @@ func TestReloadOnTheSameRegistry(t *testing.T) {
 		Issuers: []middleware.Issuer{{Config: jwks.Config{Issuer: e.as.Issuer}, Audiences: []string{audience}}},
 		Routes:  []middleware.Route{{Match: "/"}},
 	}
-	g2, err := middleware.New(context.Background(), cfg, e.reg, middleware.WithLogger(quiet))
+	g2, err := middleware.New(context.Background(), cfg, middleware.Options{Registerer: e.reg, Logger: quiet})
 	if err != nil {
 		t.Fatalf("a second Gate on the same registry: %v", err)
 	}
@@ -464,7 +462,7 @@ func TestLogs(t *testing.T) {
 		defer mu.Unlock()
 		return buf.Write(p)
 	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e := newEnv(t, nil, middleware.WithLogger(logger))
+	e := newEnvWith(t, nil, middleware.Options{Logger: logger})
 	ok := e.as.MustMint(jwkstest.Claims{"scope": "orders:read", "sub": "alice"})
 	bad := e.as.MustMint(jwkstest.Claims{"aud": "x", "sub": "alice"})
 	e.do("GET", "/orders/1", bearer(ok))
@@ -532,7 +530,7 @@ func TestOverRealHTTP(t *testing.T) {
 
 func TestRejectionCache(t *testing.T) {
 	clk := &clock{t: time.Now()}
-	e := newEnv(t, nil, middleware.WithClock(clk.Now))
+	e := newEnvWith(t, nil, middleware.Options{Now: clk.Now})
 	decide := func(tok string) middleware.Decision {
 		req := httptest.NewRequest("GET", "/orders/1", nil)
 		req.Header.Set("Authorization", "Bearer "+tok)

@@ -63,7 +63,7 @@ func FuzzRoutes(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(as.Close)
-	newGate := func(style PathStyle, opts ...Option) *Gate {
+	newGate := func(style PathStyle, keys KeySource) *Gate {
 		g, err := New(context.Background(), Config{
 			Realm: "orders-api",
 			Issuers: []Issuer{{
@@ -72,24 +72,24 @@ func FuzzRoutes(f *testing.F) {
 			}},
 			Routes:    fuzzRouteTable,
 			PathStyle: style,
-		}, prometheus.NewPedanticRegistry(), append([]Option{WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
+		}, Options{Registerer: prometheus.NewPedanticRegistry(), Logger: slog.New(slog.DiscardHandler), KeySource: keys})
 		if err != nil {
 			f.Fatal(err)
 		}
 		return g
 	}
-	g := newGate(PathsStrict)
+	g := newGate(PathsStrict, nil)
 	f.Cleanup(g.Close)
 	// gates decide by the fuzzer's choice of style; exact decides each reading of the
 	// bypass check on its own. All share g's keys.
 	gates := map[PathStyle]*Gate{PathsStrict: g}
-	for _, st := range PathStyles[1:] {
-		gates[st] = newGate(st, WithKeySource(g.KeySets()))
+	for _, st := range pathStyles[1:] {
+		gates[st] = newGate(st, g.KeySets())
 	}
 	exact := gates[PathsExact]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := g.KeySets().WaitReady(ctx); err != nil {
+	if err := g.WaitReady(ctx); err != nil {
 		f.Fatal(err)
 	}
 
@@ -154,7 +154,7 @@ func FuzzRoutes(f *testing.F) {
 		{"CONNECT", "api.example.com:443", "api.example.com", 0},
 		{"GET", "/" + strings.Repeat("a/", 2000), "api.example.com", 1},
 	} {
-		for st := range PathStyles {
+		for st := range pathStyles {
 			f.Add(s.method, s.target, s.host, s.token, uint8(0), uint8(st))
 		}
 	}
@@ -165,7 +165,7 @@ func FuzzRoutes(f *testing.F) {
 		{"GET", "/ADMIN/x"}, {"GET", "/Public/x"}, {"GET", "/public/x;y/../z"}, {"GET", "/DOCS/a/"},
 		{"get", "/v2/1"}, {"delete", "/orders/7"}, {"GET", "/public/x#/../orders/1"}, {"GET", "/orders/1#x"},
 	} {
-		for st := range PathStyles {
+		for st := range pathStyles {
 			f.Add(s.method, s.target, "api.example.com", uint8(1), uint8(0), uint8(st))
 			f.Add(s.method, s.target, "api.example.com", uint8(0), uint8(0), uint8(st))
 		}
@@ -174,7 +174,7 @@ func FuzzRoutes(f *testing.F) {
 	f.Add("GET", "/docs/a.b/./c", "api.example.com", uint8(0), uint8(3), uint8(0))
 
 	f.Fuzz(func(t *testing.T, method, target, host string, tok, enc, styleIndex uint8) {
-		style := PathStyles[int(styleIndex)%len(PathStyles)]
+		style := pathStyles[int(styleIndex)%len(pathStyles)]
 		g := gates[style]
 		if strings.ContainsAny(method+target+host, "\r\n") {
 			return // not one request line and one header

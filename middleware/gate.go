@@ -41,21 +41,17 @@ type Gate struct {
 }
 
 // New validates cfg, reporting every problem at once (each a *FieldError or a
-// *jwks.ConfigError naming its key), registers the metrics on reg and, unless
-// WithKeySource is given, starts loading the issuers' keys.
-func New(ctx context.Context, cfg Config, reg prometheus.Registerer, opts ...Option) (*Gate, error) {
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
+// *jwks.ConfigError naming its Go field, such as Issuers[0].Audiences), registers the
+// metrics and, unless opts.KeySource is given, starts loading the issuers' keys.
+func New(ctx context.Context, cfg Config, opts Options) (*Gate, error) {
 	cfg = cfg.withDefaults()
-	routes, err := check(cfg, o.keys == nil)
+	routes, err := check(cfg, opts.KeySource == nil)
 	if err != nil {
 		return nil, err
 	}
-	keyCfgs := keyConfigs(cfg)
+	reg := opts.Registerer
 	if reg == nil {
-		return nil, errors.New("middleware: a prometheus.Registerer is required (prometheus.NewRegistry() for none)")
+		reg = prometheus.NewRegistry()
 	}
 	m, err := newMetrics(reg)
 	if err != nil {
@@ -66,13 +62,13 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, opts ...Opt
 		cfg:            cfg,
 		routes:         routes,
 		metrics:        m,
-		log:            o.logger,
-		clock:          o.clock,
-		writeErr:       o.writeErr,
-		keys:           o.keys,
+		log:            opts.Logger,
+		clock:          opts.Now,
+		writeErr:       opts.ErrorWriter,
+		keys:           opts.KeySource,
 		tokenAge:       map[string]*shardedHistogram{},
 		challengeRealm: `Bearer realm="` + cfg.Realm + `"`,
-		requestChecks:  o.requests,
+		requestChecks:  opts.RequestChecks,
 	}
 	if g.log == nil {
 		g.log = slog.Default()
@@ -85,14 +81,14 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, opts ...Opt
 		now = time.Now
 	}
 	if g.keys == nil {
-		g.group, err = jwks.NewGroup(ctx, keyCfgs, jwks.Options{Logger: g.log, Metrics: m.keys, Now: o.clock})
+		g.group, err = jwks.NewGroup(ctx, keyConfigs(cfg), jwks.Options{Logger: g.log, Metrics: m.keys, Now: opts.Now})
 		if err != nil {
 			return nil, err
 		}
 		g.keys = g.group
 	}
 	g.verifier = newVerifier(cfg, g.keys, now)
-	g.verifier.checks = o.checks
+	g.verifier.checks = opts.ClaimsChecks
 	if !cfg.Tokens.NoCache {
 		g.cache = newTokenCache(cfg.Tokens.CacheEntries, cfg.Tokens.CacheBytes, cfg.Tokens.Leeway, cfg.Tokens.KeepClaims)
 		g.rejects = newRejectCache(cfg.Tokens.CacheEntries, cfg.Tokens.CacheBytes/8)

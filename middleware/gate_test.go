@@ -179,7 +179,7 @@ func TestKeysUnavailable(t *testing.T) {
 		Realm:   "orders-api",
 		Issuers: []middleware.Issuer{{Config: jwks.Config{Issuer: as.Issuer}, Audiences: []string{audience}}},
 		Routes:  defaultRoutes,
-	}, reg, middleware.WithLogger(quiet))
+	}, middleware.Options{Registerer: reg, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,17 +61,23 @@ var defaultRoutes = []middleware.Route{
 	{Match: "/any/", Scopes: []string{}},
 }
 
-func newEnv(t testing.TB, mut func(*middleware.Config), opts ...middleware.Option) *env {
+func newEnv(t testing.TB, mut func(*middleware.Config)) *env {
+	t.Helper()
+	return newEnvWith(t, mut, middleware.Options{})
+}
+
+// newEnvWith is newEnv with Options (its Registerer is the env's own registry).
+func newEnvWith(t testing.TB, mut func(*middleware.Config), opts middleware.Options) *env {
 	t.Helper()
 	as, err := jwkstest.NewServer(jwkstest.WithAudience(audience))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(as.Close)
-	return newEnvFor(t, as, mut, opts...)
+	return newEnvFor(t, as, mut, opts)
 }
 
-func newEnvFor(t testing.TB, as *jwkstest.Server, mut func(*middleware.Config), opts ...middleware.Option) *env {
+func newEnvFor(t testing.TB, as *jwkstest.Server, mut func(*middleware.Config), opts middleware.Options) *env {
 	t.Helper()
 	cfg := middleware.Config{
 		Realm: "orders-api",
@@ -85,17 +91,19 @@ func newEnvFor(t testing.TB, as *jwkstest.Server, mut func(*middleware.Config), 
 		mut(&cfg)
 	}
 	reg := prometheus.NewPedanticRegistry()
-	gate, err := middleware.New(context.Background(), cfg, reg, append([]middleware.Option{middleware.WithLogger(quiet)}, opts...)...)
+	if opts.Logger == nil {
+		opts.Logger = quiet
+	}
+	opts.Registerer = reg
+	gate, err := middleware.New(context.Background(), cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(gate.Close)
-	if g := gate.KeySets(); g != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := g.WaitReady(ctx); err != nil {
-			t.Fatal(err)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := gate.WaitReady(ctx); err != nil {
+		t.Fatal(err)
 	}
 	api := &recorder{}
 	return &env{as: as, gate: gate, reg: reg, api: api, h: gate.Handler(api)}

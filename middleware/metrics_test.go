@@ -39,14 +39,14 @@ func TestMetricsGolden(t *testing.T) {
 		Realm:   "orders-api",
 		Issuers: []middleware.Issuer{{Config: jwks.Config{Issuer: issuer, JWKSFile: file}, Audiences: []string{audience}}},
 		Routes:  defaultRoutes,
-	}, reg, middleware.WithLogger(quiet))
+	}, middleware.Options{Registerer: reg, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer gate.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := gate.KeySets().WaitReady(ctx); err != nil {
+	if err := gate.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
 	e := &env{as: as, gate: gate, reg: reg, api: &recorder{}}

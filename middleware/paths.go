@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -43,8 +44,11 @@ const (
 	PathsServlet PathStyle = "servlet"
 )
 
-// PathStyles lists the styles, the default first.
-var PathStyles = []PathStyle{PathsStrict, PathsExact, PathsExpress, PathsServlet}
+// pathStyles lists the styles, the default first.
+var pathStyles = [...]PathStyle{PathsStrict, PathsExact, PathsExpress, PathsServlet}
+
+// PathStyles returns the styles, the default first. The slice is the caller's own.
+func PathStyles() []PathStyle { return slices.Clone(pathStyles[:]) }
 
 // What a style does with ';' in a path.
 const (
@@ -79,13 +83,13 @@ func rulesOf(s PathStyle) readingRules {
 }
 
 func validPathStyle(s PathStyle) error {
-	for _, k := range PathStyles {
+	for _, k := range pathStyles {
 		if s == k {
 			return nil
 		}
 	}
-	names := make([]string, len(PathStyles))
-	for i, k := range PathStyles {
+	names := make([]string, len(pathStyles))
+	for i, k := range pathStyles {
 		names[i] = string(k)
 	}
 	return fmt.Errorf("%q is not a path style: use %s", s, strings.Join(names, ", "))

@@ -268,11 +268,13 @@ func (s *Sidecar) build(keyCtx context.Context, l *Loaded, sum [32]byte) (*state
 		return nil, err
 	}
 	p := newProxy(l, s.up, s.tuns, s.log, s.metrics)
-	gate, err := middleware.New(keyCtx, l.Gate, s.reg,
-		middleware.WithKeySource(group),
-		middleware.WithLogger(s.log),
-		middleware.WithClaimsCheck(p.id.check),
-		middleware.WithRequestCheck(forwardable))
+	gate, err := middleware.New(keyCtx, l.Gate, middleware.Options{
+		Registerer:    s.reg,
+		KeySource:     group,
+		Logger:        s.log,
+		ClaimsChecks:  []func(*middleware.Claims) error{p.id.check},
+		RequestChecks: []func(*http.Request) error{forwardable},
+	})
 	if err != nil {
 		s.release(sets)
 		return nil, err

@@ -16,8 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/tokengate/tokengate/middleware"
 	"github.com/tokengate/tokengate/sidecar"
 )
@@ -60,7 +58,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitUsage
 	}
 	quiet := slog.New(slog.DiscardHandler)
-	gate, err := middleware.New(ctx, loaded.Gate, prometheus.NewRegistry(), middleware.WithLogger(quiet))
+	gate, err := middleware.New(ctx, loaded.Gate, middleware.Options{Logger: quiet})
 	if err != nil {
 		fmt.Fprintf(stderr, "tokengate check: %v\n", err)
 		return exitUsage

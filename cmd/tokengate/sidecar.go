@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tokengate/tokengate/middleware"
 	"github.com/tokengate/tokengate/sidecar"
 )
@@ -86,7 +85,7 @@ func runSidecar(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			// A file can be valid and still not work: an issuer with a trailing slash
 			// that its discovery document does not have, a JWKS that cannot be
 			// fetched. The sidecar would log it; --check-config says it.
-			gate, err := middleware.New(ctx, loaded.Gate, prometheus.NewRegistry(), middleware.WithLogger(slog.New(slog.DiscardHandler)))
+			gate, err := middleware.New(ctx, loaded.Gate, middleware.Options{Logger: slog.New(slog.DiscardHandler)})
 			if err != nil {
 				fmt.Fprintf(stderr, "tokengate sidecar: %v\n", err)
 				return exitUsage
