@@ -121,8 +121,10 @@ type Route struct {
 	WebSocket bool
 }
 
-// FieldError names a configuration field that is wrong. Field is the key as the
-// configuration file spells it ("issuers[0].audiences", "routes[2].match").
+// FieldError names a configuration field that is wrong. Field is its Go path in Config
+// ("Issuers[0].Audiences", "Routes[2].Match", "Tokens.CacheEntries"); a problem names
+// other fields the same way. The sidecar's configuration layer translates both into the
+// file's keys and lines.
 type FieldError struct {
 	Field   string
 	Problem string
@@ -163,57 +165,57 @@ func (c Config) validate() []error {
 		errs = append(errs, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
 	}
 	if err := validPathStyle(c.PathStyle); err != nil {
-		bad("upstreamPaths", "%v", err)
+		bad("PathStyle", "%v", err)
 	}
 	if !quotable(c.Realm) {
-		bad("realm", "%q cannot be sent in a WWW-Authenticate header (no quotes, backslashes or control characters)", c.Realm)
+		bad("Realm", "%q cannot be sent in a WWW-Authenticate header (no quotes, backslashes or control characters)", c.Realm)
 	}
 	for i, iss := range c.Issuers {
-		f := fmt.Sprintf("issuers[%d].", i)
+		f := fmt.Sprintf("Issuers[%d].", i)
 		if len(iss.Audiences) == 0 {
-			bad(f+"audiences", "is empty: a token for any API would be accepted; list this API's identifiers")
+			bad(f+"Audiences", "is empty: a token for any API would be accepted; list this API's identifiers")
 		}
 		for j, a := range iss.Audiences {
 			if strings.TrimSpace(a) == "" {
-				bad(fmt.Sprintf("%saudiences[%d]", f, j), "is empty")
+				bad(fmt.Sprintf("%sAudiences[%d]", f, j), "is empty")
 			}
 		}
 		switch iss.TokenType {
 		case "", "at+jwt":
 		default:
-			bad(f+"tokenType", "%q: use \"at+jwt\" (RFC 9068) or leave it empty", iss.TokenType)
+			bad(f+"TokenType", "%q: use \"at+jwt\" (RFC 9068) or leave it empty", iss.TokenType)
 		}
 		if iss.TokenType == "at+jwt" && len(iss.AudienceClaims) > 0 {
-			bad(f+"audienceClaims", "RFC 9068 tokens (tokenType: at+jwt) carry aud; audienceClaims is for issuers whose tokens have none")
+			bad(f+"AudienceClaims", "RFC 9068 tokens (TokenType at+jwt) carry aud; AudienceClaims is for issuers whose tokens have none")
 		}
 		for j, c := range iss.AudienceClaims {
 			switch c {
 			case "", "aud", "iss", "sub", "exp", "nbf", "iat", "jti", "scope", "scp", "scopes":
-				bad(fmt.Sprintf("%saudienceClaims[%d]", f, j), "%q cannot carry the audience: name the claim that does, such as client_id", c)
+				bad(fmt.Sprintf("%sAudienceClaims[%d]", f, j), "%q cannot carry the audience: name the claim that does, such as client_id", c)
 			}
 		}
 	}
 	t := c.Tokens
 	if t.Leeway > MaxLeeway {
-		bad("tokens.leeway", "%s is more than %s: that is not clock skew", t.Leeway, MaxLeeway)
+		bad("Tokens.Leeway", "%s is more than %s: that is not clock skew", t.Leeway, MaxLeeway)
 	}
 	if t.MaxLifetime < 0 {
-		bad("tokens.maxLifetime", "must not be negative")
+		bad("Tokens.MaxLifetime", "must not be negative")
 	}
 	if t.MaxBytes < 0 || t.MaxBytes > 64<<10 {
-		bad("tokens.maxBytes", "%d is outside 1 to 65536", t.MaxBytes)
+		bad("Tokens.MaxBytes", "%d is outside 1 to 65536", t.MaxBytes)
 	}
 	if t.CacheEntries < 0 {
-		bad("tokens.cache.entries", "must not be negative")
+		bad("Tokens.CacheEntries", "must not be negative")
 	}
 	if t.CacheBytes < 0 {
-		bad("tokens.cache.bytes", "must not be negative")
+		bad("Tokens.CacheBytes", "must not be negative")
 	}
 	if t.Cookie != "" && !validCookieName(t.Cookie) {
-		bad("tokens.cookie", "%q is not a valid cookie name", t.Cookie)
+		bad("Tokens.Cookie", "%q is not a valid cookie name", t.Cookie)
 	}
 	if t.Query != "" && strings.TrimSpace(t.Query) != t.Query {
-		bad("tokens.query", "%q has spaces", t.Query)
+		bad("Tokens.Query", "%q has spaces", t.Query)
 	}
 	return errs
 }

@@ -188,8 +188,8 @@ func ExampleNew() {
 	fmt.Println(err)
 	// Output:
 	// true
-	// issuers[0].audiences: is empty: a token for any API would be accepted; list this API's identifiers
-	// routes[0].scopes[0]: "orders read" is not a scope (RFC 6749 §3.3: printable ASCII without spaces, quotes or backslashes)
+	// Issuers[0].Audiences: is empty: a token for any API would be accepted; list this API's identifiers
+	// Routes[0].Scopes[0]: "orders read" is not a scope (RFC 6749 §3.3: printable ASCII without spaces, quotes or backslashes)
 }
 
 func waitForKeys(g *middleware.Gate) {

@@ -391,23 +391,23 @@ func TestConfigErrors(t *testing.T) {
 		field string
 	}{
 		{"no issuers", func(c *middleware.Config) { c.Issuers = nil }, "issuers"},
-		{"empty audiences (X34)", func(c *middleware.Config) { c.Issuers[0].Audiences = nil }, "issuers[0].audiences"},
-		{"blank audience", func(c *middleware.Config) { c.Issuers[0].Audiences = []string{" "} }, "issuers[0].audiences[0]"},
+		{"empty audiences (X34)", func(c *middleware.Config) { c.Issuers[0].Audiences = nil }, "Issuers[0].Audiences"},
+		{"blank audience", func(c *middleware.Config) { c.Issuers[0].Audiences = []string{" "} }, "Issuers[0].Audiences[0]"},
 		{"empty algorithms (X34)", func(c *middleware.Config) { c.Issuers[0].Algorithms = []string{} }, "issuers[0].algorithms"},
 		{"HS256", func(c *middleware.Config) { c.Issuers[0].Algorithms = []string{"HS256"} }, "issuers[0].algorithms"},
 		{"plain http issuer", func(c *middleware.Config) { c.Issuers[0].Issuer = "http://auth.example.com" }, "issuers[0].issuer"},
-		{"bad token type", func(c *middleware.Config) { c.Issuers[0].TokenType = "JWT" }, "issuers[0].tokenType"},
-		{"realm with a quote", func(c *middleware.Config) { c.Realm = `a"b` }, "realm"},
-		{"leeway of an hour", func(c *middleware.Config) { c.Tokens.Leeway = time.Hour }, "tokens.leeway"},
-		{"bad pattern", func(c *middleware.Config) { c.Routes = []middleware.Route{{Match: "GET /a/{x"}} }, "routes[0].match"},
-		{"empty pattern", func(c *middleware.Config) { c.Routes = []middleware.Route{{Match: ""}} }, "routes[0].match"},
-		{"conflicting patterns", func(c *middleware.Config) { c.Routes = []middleware.Route{{Match: "GET /a"}, {Match: "GET /a"}} }, "routes[1].match"},
+		{"bad token type", func(c *middleware.Config) { c.Issuers[0].TokenType = "JWT" }, "Issuers[0].TokenType"},
+		{"realm with a quote", func(c *middleware.Config) { c.Realm = `a"b` }, "Realm"},
+		{"leeway of an hour", func(c *middleware.Config) { c.Tokens.Leeway = time.Hour }, "Tokens.Leeway"},
+		{"bad pattern", func(c *middleware.Config) { c.Routes = []middleware.Route{{Match: "GET /a/{x"}} }, "Routes[0].Match"},
+		{"empty pattern", func(c *middleware.Config) { c.Routes = []middleware.Route{{Match: ""}} }, "Routes[0].Match"},
+		{"conflicting patterns", func(c *middleware.Config) { c.Routes = []middleware.Route{{Match: "GET /a"}, {Match: "GET /a"}} }, "Routes[1].Match"},
 		{"public with scopes", func(c *middleware.Config) {
 			c.Routes = []middleware.Route{{Match: "/", Public: true, Scopes: []string{"a"}}}
-		}, "routes[0].public"},
-		{"scope with a space", func(c *middleware.Config) { c.Routes = []middleware.Route{{Match: "/", Scopes: []string{"a b"}}} }, "routes[0].scopes[0]"},
-		{"any-scope with a quote", func(c *middleware.Config) { c.Routes = []middleware.Route{{Match: "/", AnyScopes: []string{`a"`}}} }, "routes[0].anyScopes[0]"},
-		{"bad cookie name", func(c *middleware.Config) { c.Tokens.Cookie = "a b" }, "tokens.cookie"},
+		}, "Routes[0].Public"},
+		{"scope with a space", func(c *middleware.Config) { c.Routes = []middleware.Route{{Match: "/", Scopes: []string{"a b"}}} }, "Routes[0].Scopes[0]"},
+		{"any-scope with a quote", func(c *middleware.Config) { c.Routes = []middleware.Route{{Match: "/", AnyScopes: []string{`a"`}}} }, "Routes[0].AnyScopes[0]"},
+		{"bad cookie name", func(c *middleware.Config) { c.Tokens.Cookie = "a b" }, "Tokens.Cookie"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := base()
@@ -416,13 +416,22 @@ func TestConfigErrors(t *testing.T) {
 			if err == nil {
 				t.Fatal("accepted")
 			}
-			if !strings.Contains(err.Error(), tc.field+":") {
-				t.Fatalf("error %q does not name %s", err, tc.field)
-			}
 			var fe *middleware.FieldError
 			var ce *jwks.ConfigError
-			if !errors.As(err, &fe) && !errors.As(err, &ce) {
+			switch {
+			case errors.As(err, &fe):
+				if fe.Field != tc.field {
+					t.Fatalf("error %q names %s, want %s", err, fe.Field, tc.field)
+				}
+			case errors.As(err, &ce):
+				if ce.Field != tc.field {
+					t.Fatalf("error %q names %s, want %s", err, ce.Field, tc.field)
+				}
+			default:
 				t.Fatalf("%T is neither a FieldError nor a jwks.ConfigError", err)
+			}
+			if strings.Contains(err.Error(), "registered at") {
+				t.Fatalf("error %q names a source location of ServeMux", err)
 			}
 		})
 	}
@@ -433,7 +442,7 @@ func TestConfigErrors(t *testing.T) {
 		cfg.Issuers[0].Algorithms = []string{"none"}
 		cfg.Routes = []middleware.Route{{Match: "GET /{"}}
 		_, err := middleware.New(context.Background(), cfg, middleware.Options{})
-		for _, f := range []string{"realm:", "issuers[0].audiences:", "issuers[0].algorithms:", "routes[0].match:"} {
+		for _, f := range []string{"Realm:", "Issuers[0].Audiences:", "issuers[0].algorithms:", "Routes[0].Match:"} {
 			if err == nil || !strings.Contains(err.Error(), f) {
 				t.Errorf("%v lacks %s", err, f)
 			}

@@ -126,7 +126,7 @@ func TestFoldedRoutesConflict(t *testing.T) {
 	cfg.Issuers[0].Issuer = "https://auth.example.com"
 	err := middleware.Validate(cfg)
 	var fe *middleware.FieldError
-	if !errors.As(err, &fe) || fe.Field != "routes[1].match" || !strings.Contains(fe.Problem, "any case") {
+	if !errors.As(err, &fe) || fe.Field != "Routes[1].Match" || !strings.Contains(fe.Problem, "any case") {
 		t.Fatalf("%v", err)
 	}
 	cfg.PathStyle = middleware.PathsExact
@@ -282,7 +282,7 @@ func TestAudienceClaims(t *testing.T) {
 	cfg := middleware.Config{Issuers: []middleware.Issuer{{Audiences: []string{app}, AudienceClaims: []string{"aud"}, TokenType: "at+jwt"}}}
 	cfg.Issuers[0].Issuer = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc"
 	err := middleware.Validate(cfg)
-	for _, want := range []string{"issuers[0].audienceClaims: RFC 9068 tokens", `issuers[0].audienceClaims[0]: "aud" cannot carry the audience`} {
+	for _, want := range []string{"Issuers[0].AudienceClaims: RFC 9068 tokens", `Issuers[0].AudienceClaims[0]: "aud" cannot carry the audience`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("lacks %q: %v", want, err)
 		}

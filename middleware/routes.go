@@ -56,26 +56,26 @@ func compileRoutes(routes []Route, style PathStyle) (*routeTable, []error) {
 	t.folded = t.muxes
 	var errs []error
 	bad := func(i int, field, format string, args ...any) {
-		errs = append(errs, &FieldError{Field: fmt.Sprintf("routes[%d].%s", i, field), Problem: fmt.Sprintf(format, args...)})
+		errs = append(errs, &FieldError{Field: fmt.Sprintf("Routes[%d].%s", i, field), Problem: fmt.Sprintf(format, args...)})
 	}
 	for i, r := range routes {
 		rt := &route{Route: r, index: i}
 		if r.Public && (len(r.Scopes) > 0 || len(r.AnyScopes) > 0) {
-			bad(i, "public", "a public route cannot require scopes")
+			bad(i, "Public", "a public route cannot require scopes")
 		}
 		for j, s := range r.Scopes {
 			if !validScope(s) {
-				bad(i, fmt.Sprintf("scopes[%d]", j), "%q is not a scope (RFC 6749 §3.3: printable ASCII without spaces, quotes or backslashes)", s)
+				bad(i, fmt.Sprintf("Scopes[%d]", j), "%q is not a scope (RFC 6749 §3.3: printable ASCII without spaces, quotes or backslashes)", s)
 			}
 		}
 		for j, s := range r.AnyScopes {
 			if !validScope(s) {
-				bad(i, fmt.Sprintf("anyScopes[%d]", j), "%q is not a scope (RFC 6749 §3.3: printable ASCII without spaces, quotes or backslashes)", s)
+				bad(i, fmt.Sprintf("AnyScopes[%d]", j), "%q is not a scope (RFC 6749 §3.3: printable ASCII without spaces, quotes or backslashes)", s)
 			}
 		}
 		rt.need = newScopeNeed(r.Scopes, r.AnyScopes)
 		if err := handle(t.muxes[0], r.Match, rt); err != nil {
-			bad(i, "match", "%v", err)
+			bad(i, "Match", "%v", err)
 			continue
 		}
 		for _, mux := range t.muxes[1:] {
@@ -144,11 +144,11 @@ func (t *routeTable) compileFolded(style PathStyle) []error {
 			other := ""
 			for p, o := range first {
 				if conflicts(p, fp) {
-					other = fmt.Sprintf(" (routes[%d], %q)", o.index, o.Match)
+					other = fmt.Sprintf(" (Routes[%d], %q)", o.index, o.Match)
 				}
 			}
-			errs = append(errs, &FieldError{Field: fmt.Sprintf("routes[%d].match", rt.index),
-				Problem: fmt.Sprintf("%q is the same route as another%s to an API that matches paths in any case (upstreamPaths %s): remove one, or choose upstreamPaths exact if the API tells them apart", rt.Match, other, style)})
+			errs = append(errs, &FieldError{Field: fmt.Sprintf("Routes[%d].Match", rt.index),
+				Problem: fmt.Sprintf("%q is the same route as another%s to an API that matches paths in any case (PathStyle %s): remove one, or choose PathStyle exact if the API tells them apart", rt.Match, other, style)})
 			continue
 		}
 		first[fp] = rt
@@ -189,10 +189,16 @@ func handle(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 			msg := fmt.Sprint(r)
 			// ServeMux's messages name the pattern and, for a conflict, the other one
 			// with its source location, which means nothing to a user of tokengate.
-			if i := strings.Index(msg, " (registered at "); i >= 0 {
-				if j := strings.Index(msg[i:], ")"); j >= 0 {
-					msg = msg[:i] + msg[i+j+1:]
+			for {
+				i := strings.Index(msg, " (registered at ")
+				if i < 0 {
+					break
 				}
+				j := strings.Index(msg[i:], ")")
+				if j < 0 {
+					break
+				}
+				msg = msg[:i] + msg[i+j+1:]
 			}
 			err = fmt.Errorf("%s", strings.TrimPrefix(msg, "http: "))
 		}

@@ -463,11 +463,22 @@ func locate(path string, err error, lines map[string]int) error {
 		}
 		return p
 	case errors.As(err, &fe):
-		return &Problem{Path: path, Key: fe.Field, Line: lineOf(fe.Field, lines), Message: fe.Problem}
+		key := fileKey(fe.Field)
+		return &Problem{Path: path, Key: key, Line: lineOf(key, lines), Message: translateProblem(fe.Field, fe.Problem)}
 	case errors.As(err, &ce):
-		return &Problem{Path: path, Key: ce.Field, Line: lineOf(ce.Field, lines), Message: ce.Problem}
+		key := fileKey(ce.Field)
+		return &Problem{Path: path, Key: key, Line: lineOf(key, lines), Message: translateProblem(ce.Field, ce.Problem)}
 	}
 	return &Problem{Path: path, Message: err.Error()}
+}
+
+// fileKey is the file's key for a Go field path, or the path itself when the file has
+// no such key.
+func fileKey(goPath string) string {
+	if k, ok := yamlKey(goPath); ok {
+		return k
+	}
+	return goPath
 }
 
 // lineOf finds the line of a key, or of its nearest parent that is in the file.

@@ -93,6 +93,26 @@ forward:
 		{"no routes", strings.Replace(minimal, "routes:\n  - match: /\n", "", 1), []string{"routes: at least one route is required"}},
 		{"same listen and admin", minimal + "listen: :9090\n", []string{"admin: is the same address as listen"}},
 		{"two claims, one header", minimal + "forward:\n  claims: {sub: X-User, client_id: x_user}\n", []string{`t.yaml:8: forward.claims.sub: header "X-User" is also used for claim "client_id"`}},
+		// The libraries name Go fields; the file's user reads its own keys, in the
+		// problem's text too.
+		{"library problems in the file's words", `upstream: http://127.0.0.1:8080
+upstreamPaths: express
+issuers:
+  - issuer: https://auth.example.com
+    audiences: [x]
+    tokenType: at+jwt
+    audienceClaims: [client_id]
+tokens:
+  cache:
+    entries: -1
+routes:
+  - match: "GET /Orders"
+  - match: "GET /orders"
+`, []string{
+			`t.yaml:7: issuers[0].audienceClaims: RFC 9068 tokens (tokenType at+jwt) carry aud; audienceClaims is for issuers`,
+			`t.yaml:10: tokens.cache.entries: must not be negative`,
+			`t.yaml:13: routes[1].match: "GET /orders" is the same route as another (routes[0], "GET /Orders") to an API that matches paths in any case (upstreamPaths express): remove one, or choose upstreamPaths exact`,
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := sidecar.Load("t.yaml", []byte(tc.file), true, sidecar.Overrides{})
