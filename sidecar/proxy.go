@@ -18,12 +18,10 @@ import (
 	"github.com/tokengate/tokengate/middleware"
 )
 
-// Upstream timeouts. The response-header timeout bounds a hung API; a slow body is
-// streamed for as long as it takes.
-const (
-	upstreamDialTimeout   = 5 * time.Second
-	upstreamHeaderTimeout = 60 * time.Second
-)
+// upstreamDialTimeout bounds connecting to the upstream. The response-header timeout
+// (Options.UpstreamTimeout) bounds a hung API; a slow body is streamed for as long as it
+// takes.
+const upstreamDialTimeout = 5 * time.Second
 
 // newTransport is the upstream transport of a busy sidecar. Go's default keeps two idle
 // connections per host, so under more than a couple of concurrent clients most requests

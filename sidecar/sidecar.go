@@ -22,6 +22,19 @@ import (
 	"github.com/tokengate/tokengate/middleware"
 )
 
+// Defaults of Options, which `tokengate sidecar`'s flags take (a test of the command
+// checks that its help says so).
+const (
+	// DefaultReloadEvery is how often the configuration file is checked for changes.
+	DefaultReloadEvery = 2 * time.Second
+	// DefaultDrainTimeout bounds the drain at shutdown: under Kubernetes' default
+	// termination grace period of 30 s, so that requests in flight finish before the
+	// kubelet kills the container.
+	DefaultDrainTimeout = 25 * time.Second
+	// DefaultUpstreamTimeout bounds the wait for the upstream's response headers.
+	DefaultUpstreamTimeout = 60 * time.Second
+)
+
 // Server limits: a client gets this long to send its headers (slowloris), and this many
 // header bytes (a token is at most 8 KiB).
 const (
@@ -44,10 +57,10 @@ type Options struct {
 	// Overrides are applied to every reloaded file, as to the first.
 	Overrides Overrides
 	// ReloadEvery is how often the configuration file is checked for changes.
-	// Default 2 s.
+	// Default DefaultReloadEvery.
 	ReloadEvery time.Duration
 	// DrainTimeout bounds how long requests in flight may finish after the context is
-	// cancelled. Default 25 s, under Kubernetes' default grace period of 30 s.
+	// cancelled. Default DefaultDrainTimeout.
 	DrainTimeout time.Duration
 	// Listener and AdminListener, when set, are used instead of listening on the
 	// configuration's addresses (tests and the demo pick free ports this way).
@@ -55,7 +68,7 @@ type Options struct {
 	// Profiling serves net/http/pprof under /debug/pprof/ on the admin listener.
 	Profiling bool
 	// UpstreamTimeout bounds the wait for the upstream's response headers (then 504).
-	// A slow body is streamed for as long as it takes. Default 60 s.
+	// A slow body is streamed for as long as it takes. Default DefaultUpstreamTimeout.
 	UpstreamTimeout time.Duration
 }
 
@@ -111,13 +124,13 @@ func New(l *Loaded, opts Options) (*Sidecar, error) {
 		opts.Registry = NewRegistry(opts.Version)
 	}
 	if opts.ReloadEvery == 0 {
-		opts.ReloadEvery = 2 * time.Second
+		opts.ReloadEvery = DefaultReloadEvery
 	}
 	if opts.DrainTimeout == 0 {
-		opts.DrainTimeout = 25 * time.Second
+		opts.DrainTimeout = DefaultDrainTimeout
 	}
 	if opts.UpstreamTimeout == 0 {
-		opts.UpstreamTimeout = upstreamHeaderTimeout
+		opts.UpstreamTimeout = DefaultUpstreamTimeout
 	}
 	m, err := newSidecarMetrics(opts.Registry)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokengate/tokengate/middleware"
 	"github.com/tokengate/tokengate/sidecar"
+	"github.com/tokengate/tokengate/sidecar/inject"
 )
 
 // logFlags are the logging flags every long-running command shares.
@@ -58,11 +59,11 @@ func runSidecar(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.StringVar(&o.Upstream, "upstream", "", "override the file's upstream URL")
 	checkOnly := fs.Bool("check-config", false, "validate the configuration file, load every issuer's keys, and exit (0 valid, 2 not)")
 	offline := fs.Bool("offline", false, "with --check-config: validate the file only, without reaching the issuers")
-	drain := fs.Duration("drain-timeout", 25*time.Second, "how long requests in flight may finish after SIGTERM")
+	drain := fs.Duration("drain-timeout", sidecar.DefaultDrainTimeout, "how long requests in flight may finish after SIGTERM")
 	profiling := fs.Bool("pprof", false, "serve Go's profiler under /debug/pprof/ on the admin address")
-	upstreamTimeout := fs.Duration("upstream-timeout", 60*time.Second, "how long to wait for the upstream's response headers before answering 504")
+	upstreamTimeout := fs.Duration("upstream-timeout", sidecar.DefaultUpstreamTimeout, "how long to wait for the upstream's response headers before answering 504")
 	var lf logFlags
-	lf.register(fs, "info")
+	lf.register(fs, inject.DefaultSidecarLogLevel)
 	if code, exit := parseOrExit(fs, args, stderr); exit {
 		return code
 	}
