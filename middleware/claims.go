@@ -40,9 +40,9 @@ type Claims struct {
 // HasScope reports whether the token carries scope s (exact match).
 func (c *Claims) HasScope(s string) bool { return slices.Contains(c.Scopes, s) }
 
-// String decodes a claim that is a JSON string, for claims tokengate does not
-// interpret.
-func (c *Claims) String(name string) (string, bool) {
+// StringClaim decodes the claim name when it is a JSON string, for claims tokengate
+// does not interpret ("tenant", "azp"); false when it is absent or not a string.
+func (c *Claims) StringClaim(name string) (string, bool) {
 	raw, ok := c.Raw[name]
 	if !ok {
 		return "", false

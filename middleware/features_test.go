@@ -171,7 +171,7 @@ func TestClaimsReachTheHandler(t *testing.T) {
 		c.Audience[0] != audience || !c.ExpiresAt.Equal(exp) || c.Issuer != e.as.Issuer {
 		t.Fatalf("claims %+v", c)
 	}
-	if tenant, ok := c.String("tenant"); !ok || tenant != "t1" {
+	if tenant, ok := c.StringClaim("tenant"); !ok || tenant != "t1" {
 		t.Fatalf("raw claim tenant = %q %v", tenant, ok)
 	}
 	if _, ok := middleware.ClaimsFrom(context.Background()); ok {

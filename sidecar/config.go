@@ -130,14 +130,16 @@ type Forward struct {
 	RemoveAuthorization bool `yaml:"removeAuthorization"`
 	// StripHeaders are removed from every request, in any spelling, because upstream
 	// frameworks act on them: method overrides, URL rewrites, client addresses.
-	// [DefaultStripHeaders; [] for none]
+	// [DefaultStripHeaders(); [] for none]
 	StripHeaders []string `yaml:"stripHeaders"`
 }
 
-// DefaultStripHeaders are the headers a client may not send to the upstream when
+// DefaultStripHeaders returns the headers a client may not send to the upstream when
 // forward.stripHeaders is not set: frameworks act on each of them, and tokengate
-// decided on the request without them.
-var DefaultStripHeaders = []string{
+// decided on the request without them. The slice is the caller's own.
+func DefaultStripHeaders() []string { return slices.Clone(defaultStripHeaders[:]) }
+
+var defaultStripHeaders = [...]string{
 	// The method: Express's method-override, Symfony, Laravel, ASP.NET, OData, Google APIs.
 	"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override",
 	// The path: Symfony and Zend's IIS support, IIS URL Rewrite, nginx conventions.
@@ -149,8 +151,11 @@ var DefaultStripHeaders = []string{
 	"Front-End-Https", "X-Original-Host", "X-Host",
 }
 
-// DefaultClaimHeaders are the claim headers when forward.claims is not set.
-var DefaultClaimHeaders = map[string]string{"sub": "X-Auth-Subject", "client_id": "X-Auth-Client-Id", "scope": "X-Auth-Scopes"}
+// DefaultClaimHeaders returns the claim headers when forward.claims is not set. The map
+// is the caller's own.
+func DefaultClaimHeaders() map[string]string {
+	return map[string]string{"sub": "X-Auth-Subject", "client_id": "X-Auth-Client-Id", "scope": "X-Auth-Scopes"}
+}
 
 // Loaded is a validated configuration, ready to run.
 type Loaded struct {
@@ -220,9 +225,19 @@ func (o Overrides) apply(c *Config) {
 	}
 }
 
+// Purpose says what a configuration is loaded for.
+type Purpose uint8
+
+const (
+	// ForProxy loads a configuration the sidecar runs: upstream is required.
+	ForProxy Purpose = iota
+	// ForCheck loads one the check command decides with: upstream may be missing.
+	ForCheck
+)
+
 // LoadFile reads and validates a configuration file. Every problem comes back at once,
 // each a *Problem naming the key and its line.
-func LoadFile(path string, forSidecar bool, o Overrides) (*Loaded, error) {
+func LoadFile(path string, p Purpose, o Overrides) (*Loaded, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, &Problem{Path: path, Message: err.Error()}
@@ -232,7 +247,7 @@ func LoadFile(path string, forSidecar bool, o Overrides) (*Loaded, error) {
 	if err != nil {
 		return nil, &Problem{Path: path, Message: err.Error()}
 	}
-	return Load(path, data, forSidecar, o)
+	return Load(path, data, p, o)
 }
 
 func readCapped(f io.Reader, limit int64) ([]byte, error) {
@@ -246,9 +261,9 @@ func readCapped(f io.Reader, limit int64) ([]byte, error) {
 	return data, nil
 }
 
-// Load validates the bytes of a configuration file named path (for messages). With
-// forSidecar, upstream is required.
-func Load(path string, data []byte, forSidecar bool, o Overrides) (*Loaded, error) {
+// Load validates the bytes of a configuration file named path (for messages), for the
+// purpose p (ForProxy requires upstream).
+func Load(path string, data []byte, p Purpose, o Overrides) (*Loaded, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, yamlProblem(path, err)
@@ -276,7 +291,7 @@ func Load(path string, data []byte, forSidecar bool, o Overrides) (*Loaded, erro
 		return nil, sorted(append(problems, yamlProblems(path, err)...))
 	}
 	o.apply(&file)
-	l, errs := file.resolve(forSidecar)
+	l, errs := file.resolve(p)
 	for _, e := range errs {
 		problems = append(problems, locate(path, e, lines))
 	}
@@ -498,7 +513,7 @@ func lineOf(key string, lines map[string]int) int {
 
 // resolve applies the defaults, validates what the middleware does not, and builds the
 // middleware's configuration, returning every problem.
-func (c Config) resolve(forSidecar bool) (*Loaded, []error) {
+func (c Config) resolve(p Purpose) (*Loaded, []error) {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, &Problem{Key: key, Message: fmt.Sprintf(format, args...)})
@@ -519,7 +534,7 @@ func (c Config) resolve(forSidecar bool) (*Loaded, []error) {
 		bad("admin", "is the same address as listen")
 	}
 	switch {
-	case c.Upstream == "" && forSidecar:
+	case c.Upstream == "" && p == ForProxy:
 		bad("upstream", "is required: the URL of the protected API, for example http://127.0.0.1:8080")
 	case c.Upstream != "":
 		u, err := url.Parse(c.Upstream)
@@ -542,7 +557,7 @@ func (c Config) resolve(forSidecar bool) (*Loaded, []error) {
 		}
 	}
 	if l.Forward.StripHeaders == nil {
-		l.Forward.StripHeaders = DefaultStripHeaders
+		l.Forward.StripHeaders = DefaultStripHeaders()
 	}
 	for i, h := range l.Forward.StripHeaders {
 		switch {
@@ -573,7 +588,7 @@ func (c Config) resolve(forSidecar bool) (*Loaded, []error) {
 		}
 	}
 	if l.Forward.Claims == nil {
-		l.Forward.Claims = DefaultClaimHeaders
+		l.Forward.Claims = DefaultClaimHeaders()
 	}
 	seen := map[string]string{}
 	for _, claim := range sortedKeys(l.Forward.Claims) {

@@ -53,12 +53,12 @@ forward:
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		l, err := sidecar.Load("tokengate.yaml", data, true, sidecar.Overrides{})
+		l, err := sidecar.Load("tokengate.yaml", data, sidecar.ForProxy, sidecar.Overrides{})
 		if (l == nil) == (err == nil) {
 			t.Fatalf("configuration %v and error %v", l != nil, err)
 		}
 		if err == nil {
-			again, err := sidecar.Load("tokengate.yaml", data, true, sidecar.Overrides{})
+			again, err := sidecar.Load("tokengate.yaml", data, sidecar.ForProxy, sidecar.Overrides{})
 			if err != nil || !reflect.DeepEqual(l.File, again.File) {
 				t.Fatalf("loaded twice, differently: %v", err)
 			}

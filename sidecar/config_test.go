@@ -17,7 +17,7 @@ routes:
 `
 
 func TestLoadDefaults(t *testing.T) {
-	l, err := sidecar.Load("t.yaml", []byte(minimal), true, sidecar.Overrides{})
+	l, err := sidecar.Load("t.yaml", []byte(minimal), sidecar.ForProxy, sidecar.Overrides{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ realm: orders
 tokens:
   leeway: 0s
   cache: {entries: 0}
-`), true, sidecar.Overrides{Listen: "127.0.0.1:1", Upstream: "http://127.0.0.1:2"})
+`), sidecar.ForProxy, sidecar.Overrides{Listen: "127.0.0.1:1", Upstream: "http://127.0.0.1:2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,10 +46,10 @@ tokens:
 
 	// check and demo do not need an upstream.
 	noUp := strings.Replace(minimal, "upstream: http://127.0.0.1:8080\n", "", 1)
-	if _, err := sidecar.Load("t.yaml", []byte(noUp), false, sidecar.Overrides{}); err != nil {
+	if _, err := sidecar.Load("t.yaml", []byte(noUp), sidecar.ForCheck, sidecar.Overrides{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sidecar.Load("t.yaml", []byte(noUp), true, sidecar.Overrides{}); err == nil || !strings.Contains(err.Error(), "upstream: is required") {
+	if _, err := sidecar.Load("t.yaml", []byte(noUp), sidecar.ForProxy, sidecar.Overrides{}); err == nil || !strings.Contains(err.Error(), "upstream: is required") {
 		t.Fatalf("sidecar without upstream: %v", err)
 	}
 }
@@ -115,7 +115,7 @@ routes:
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := sidecar.Load("t.yaml", []byte(tc.file), true, sidecar.Overrides{})
+			_, err := sidecar.Load("t.yaml", []byte(tc.file), sidecar.ForProxy, sidecar.Overrides{})
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -147,7 +147,7 @@ routes:
 tokens:
   leway: 30s
 `
-	_, err := sidecar.Load("t.yaml", []byte(file), true, sidecar.Overrides{})
+	_, err := sidecar.Load("t.yaml", []byte(file), sidecar.ForProxy, sidecar.Overrides{})
 	if err == nil {
 		t.Fatal("accepted")
 	}
@@ -168,7 +168,7 @@ tokens:
 		}
 	}
 	// Values of the wrong type are reported each, with the unknown keys.
-	_, err = sidecar.Load("t.yaml", []byte(minimal+"tokens:\n  maxBytes: lots\n  leeway: soon\n  lewey: 1s\n"), true, sidecar.Overrides{})
+	_, err = sidecar.Load("t.yaml", []byte(minimal+"tokens:\n  maxBytes: lots\n  leeway: soon\n  lewey: 1s\n"), sidecar.ForProxy, sidecar.Overrides{})
 	for _, w := range []string{"t.yaml:8: cannot unmarshal `lots`", "t.yaml:9: cannot unmarshal `soon`", "t.yaml:10: tokens.lewey: unknown key"} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("lacks %q:\n%v", w, err)
@@ -177,7 +177,7 @@ tokens:
 }
 
 func TestLoadFile(t *testing.T) {
-	if _, err := sidecar.LoadFile("/nonexistent/tokengate.yaml", true, sidecar.Overrides{}); err == nil || !strings.Contains(err.Error(), "/nonexistent/tokengate.yaml") {
+	if _, err := sidecar.LoadFile("/nonexistent/tokengate.yaml", sidecar.ForProxy, sidecar.Overrides{}); err == nil || !strings.Contains(err.Error(), "/nonexistent/tokengate.yaml") {
 		t.Fatalf("%v", err)
 	}
 }

@@ -6,7 +6,7 @@
 //
 // # Usage
 //
-//	loaded, err := sidecar.LoadFile("tokengate.yaml", true, sidecar.Overrides{})
+//	loaded, err := sidecar.LoadFile("tokengate.yaml", sidecar.ForProxy, sidecar.Overrides{})
 //	if err != nil { ... } // every problem of the file at once, each with its key and line
 //	sc, err := sidecar.New(loaded, sidecar.Options{ConfigPath: "tokengate.yaml"})
 //	if err != nil { ... }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -64,7 +65,7 @@ func TestConfigurationDocIsComplete(t *testing.T) {
 	}
 	flags := map[string]bool{"--config": true}
 	for k := range documented {
-		if !strings.HasPrefix(k, "--") && !contains(keys, k) && !flags[k] {
+		if !strings.HasPrefix(k, "--") && !slices.Contains(keys, k) && !flags[k] {
 			t.Errorf("docs/configuration.md documents %s, which the format does not have", k)
 		}
 	}
@@ -72,7 +73,7 @@ func TestConfigurationDocIsComplete(t *testing.T) {
 	// The defaults the documentation states are the ones the code applies.
 	algs := append([]string(nil), jwks.DefaultAlgorithms...)
 	var claims []string
-	for c, h := range sidecar.DefaultClaimHeaders {
+	for c, h := range sidecar.DefaultClaimHeaders() {
 		claims = append(claims, c+": "+h)
 	}
 	sort.Strings(claims)
@@ -92,22 +93,13 @@ func TestConfigurationDocIsComplete(t *testing.T) {
 		"upstreamPaths":                     "`" + string(middleware.PathsStrict) + "`",
 		"limits.bodyIdle":                   "`" + short(sidecar.DefaultBodyIdle) + "`",
 		"limits.tunnelIdle":                 "`" + short(sidecar.DefaultTunnelIdle) + "`",
-		"forward.stripHeaders":              "`" + strings.Join(sidecar.DefaultStripHeaders, " ") + "`",
+		"forward.stripHeaders":              "`" + strings.Join(sidecar.DefaultStripHeaders(), " ") + "`",
 		"forward.claims":                    "`{" + strings.Join(sortedBy(claims, []string{"sub", "client_id", "scope"}), ", ") + "}`",
 	} {
 		if got := documented[key]; got != want {
 			t.Errorf("%s: the doc says %s, the code %s", key, got, want)
 		}
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // short writes durations as the documentation does: 1m, 1h, 30s.

@@ -17,7 +17,7 @@ routes:
   - match: "GET /orders/{id}"
     scopes: [orders:read]
 `
-	_, err := sidecar.Load("tokengate.yaml", []byte(file), true, sidecar.Overrides{})
+	_, err := sidecar.Load("tokengate.yaml", []byte(file), sidecar.ForProxy, sidecar.Overrides{})
 	fmt.Println(err)
 	// Output:
 	// tokengate.yaml:1: upstream: "localhost:8080" is not an http(s) URL with a host and nothing else (no credentials, query or fragment)

@@ -43,7 +43,7 @@ func FuzzConfig(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, rep uint8) {
 		data = repeatLastLine(data, int(rep))
 		before := heapAllocs()
-		l, err := Load(name, data, true, Overrides{})
+		l, err := Load(name, data, ForProxy, Overrides{})
 		allocated := heapAllocs() - before
 		if (l == nil) == (err == nil) {
 			t.Fatalf("configuration %v and error %v", l != nil, err)
@@ -54,7 +54,7 @@ func FuzzConfig(f *testing.F) {
 		// so a load over the limit is measured again before it fails.
 		if limit := 1<<20 + 2<<10*uint64(len(data)); allocated > limit {
 			before = heapAllocs()
-			_, _ = Load(name, data, true, Overrides{})
+			_, _ = Load(name, data, ForProxy, Overrides{})
 			if again := heapAllocs() - before; again > limit {
 				t.Fatalf("loading %d bytes allocated %d bytes (then %d), more than %d: the work is not linear in the file", len(data), allocated, again, limit)
 			}
@@ -64,7 +64,7 @@ func FuzzConfig(f *testing.F) {
 			return
 		}
 
-		again, err := Load(name, data, true, Overrides{})
+		again, err := Load(name, data, ForProxy, Overrides{})
 		if err != nil || !reflect.DeepEqual(l, again) {
 			t.Fatalf("loaded twice, differently (%v):\n%+v\n%+v", err, l, again)
 		}
@@ -74,7 +74,7 @@ func FuzzConfig(f *testing.F) {
 		// Written back, it must load to the same policy. Compared as YAML, where a nil
 		// list and an empty one are the same.
 		out := marshal(t, asWritten(reflect.ValueOf(l.File)))
-		back, err := Load(name, out, true, Overrides{})
+		back, err := Load(name, out, ForProxy, Overrides{})
 		if err != nil {
 			t.Fatalf("written back, it does not load: %v\n%s", err, out)
 		}
@@ -227,7 +227,7 @@ func checkSizeCap(f *testing.F) {
 		if err := os.WriteFile(file, []byte(data), 0o600); err != nil {
 			f.Fatal(err)
 		}
-		_, err := LoadFile(file, true, Overrides{})
+		_, err := LoadFile(file, ForProxy, Overrides{})
 		switch {
 		case tc.ok && err != nil:
 			f.Fatalf("a valid file of %d bytes, the cap: %v", len(data), err)

@@ -154,7 +154,7 @@ func claimItems(c *middleware.Claims, claim string) ([]string, byte, bool) {
 	}
 	switch raw[0] {
 	case '"':
-		s, ok := c.String(claim)
+		s, ok := c.StringClaim(claim)
 		return []string{s}, ',', ok
 	case '[':
 		var items []json.RawMessage

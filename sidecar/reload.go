@@ -39,7 +39,7 @@ func (s *Sidecar) reloadIfChanged(keyCtx context.Context) bool {
 	if sum == cur.sum {
 		return false
 	}
-	l, err := Load(s.opts.ConfigPath, data, true, s.opts.Overrides)
+	l, err := Load(s.opts.ConfigPath, data, ForProxy, s.opts.Overrides)
 	if err != nil {
 		s.refused(cur, sum, err)
 		return true

@@ -77,7 +77,7 @@ func start(t testing.TB, extra string, opts ...func(*sidecar.Options)) *harness 
 	h.writeConfig(t, extra)
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	loaded, err := sidecar.LoadFile(h.cfgPath, true, sidecar.Overrides{})
+	loaded, err := sidecar.LoadFile(h.cfgPath, sidecar.ForProxy, sidecar.Overrides{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -370,7 +370,7 @@ func exported(t *testing.T) map[string]map[string]bool {
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("upstream: http://127.0.0.1:9\nissuers:\n  - issuer: %s\n    audiences: [https://orders.example.com]\nroutes:\n  - match: \"GET /orders/{id}\"\n", as.Issuer)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l, err := sidecar.LoadFile(cfg, true, sidecar.Overrides{})
+	l, err := sidecar.LoadFile(cfg, sidecar.ForProxy, sidecar.Overrides{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,7 +52,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		token = strings.TrimSpace(t)
 	}
 
-	loaded, err := sidecar.LoadFile(*config, false, sidecar.Overrides{})
+	loaded, err := sidecar.LoadFile(*config, sidecar.ForCheck, sidecar.Overrides{})
 	if err != nil {
 		fmt.Fprintf(stderr, "tokengate check: the configuration is not valid:\n%s\n", indent(err.Error()))
 		return exitUsage

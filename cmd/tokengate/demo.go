@@ -84,7 +84,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	cfgText := fmt.Sprintf(demoConfig, api.URL, as.Issuer, demoAudience)
-	loaded, err := sidecar.Load("demo.yaml", []byte(cfgText), true, sidecar.Overrides{Listen: ln.Addr().String(), Admin: adminLn.Addr().String()})
+	loaded, err := sidecar.Load("demo.yaml", []byte(cfgText), sidecar.ForProxy, sidecar.Overrides{Listen: ln.Addr().String(), Admin: adminLn.Addr().String()})
 	if err != nil {
 		fmt.Fprintf(stderr, "tokengate demo: %v\n", err)
 		return exitFail

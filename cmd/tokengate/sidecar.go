@@ -76,7 +76,7 @@ func runSidecar(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "tokengate sidecar: %v\n", err)
 		return exitUsage
 	}
-	loaded, err := sidecar.LoadFile(*config, true, o)
+	loaded, err := sidecar.LoadFile(*config, sidecar.ForProxy, o)
 	if err != nil {
 		fmt.Fprintf(stderr, "tokengate sidecar: the configuration is not valid:\n%s\n", indent(err.Error()))
 		return exitUsage
