@@ -17,10 +17,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tokengate/tokengate/internal/clip"
 	"github.com/tokengate/tokengate/jwks"
 	"github.com/tokengate/tokengate/middleware"
 )
@@ -186,25 +186,21 @@ func (p *Problem) Error() string {
 		where += ":" + strconv.Itoa(p.Line)
 	}
 	if p.Key == "" {
-		return where + ": " + clip(p.Message)
+		return where + ": " + echo(p.Message)
 	}
-	return where + ": " + clip(p.Key) + ": " + clip(p.Message)
+	return where + ": " + echo(p.Key) + ": " + echo(p.Message)
 }
 
 // maxEcho bounds how much of the file a problem repeats: a value of megabytes (a
 // pasted key, say) is named, not printed, in a log that may be shipped elsewhere.
 const maxEcho = 400
 
-// clip shortens s to maxEcho bytes, on a character boundary, saying how long it was.
-func clip(s string) string {
+// echo shortens s to maxEcho bytes, on a character boundary, saying how long it was.
+func echo(s string) string {
 	if len(s) <= maxEcho {
 		return s
 	}
-	cut := maxEcho
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + fmt.Sprintf("… (%d bytes in all)", len(s))
+	return clip.Prefix(s, maxEcho) + fmt.Sprintf("… (%d bytes in all)", len(s))
 }
 
 // Overrides replace top-level settings of the file: the command line's --listen,

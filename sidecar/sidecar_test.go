@@ -13,13 +13,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/tokengate/tokengate/internal/e2etest"
 	"github.com/tokengate/tokengate/internal/upstreamtest"
 	"github.com/tokengate/tokengate/jwks/jwkstest"
 	"github.com/tokengate/tokengate/sidecar"
@@ -62,7 +62,7 @@ type harness struct {
 	cfgPath string
 	cancel  context.CancelFunc
 	done    chan error
-	logs    *syncBuffer
+	logs    *e2etest.LockedBuffer
 }
 
 func start(t testing.TB, extra string, opts ...func(*sidecar.Options)) *harness {
@@ -72,7 +72,7 @@ func start(t testing.TB, extra string, opts ...func(*sidecar.Options)) *harness 
 		t.Fatal(err)
 	}
 	t.Cleanup(as.Close)
-	h := &harness{as: as, up: upstreamtest.Start(t), logs: &syncBuffer{}}
+	h := &harness{as: as, up: upstreamtest.Start(t), logs: &e2etest.LockedBuffer{}}
 	h.cfgPath = filepath.Join(t.TempDir(), "tokengate.yaml")
 	h.writeConfig(t, extra)
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -162,28 +162,11 @@ func (h *harness) read() string {
 	return h.as.MustMint(jwkstest.Claims{"sub": "u1", "client_id": "c1", "scope": "orders:read"})
 }
 
+// eventually waits for cond, for as long as a busy 2-core machine may need.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	e2etest.Eventually(t, 10*time.Second, what, cond)
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func TestAllowedRequestCarriesClaimHeaders(t *testing.T) {
 	h := start(t, "")

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -62,16 +61,6 @@ type binarySidecar struct {
 	exited     chan error
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func startBinarySidecar(t *testing.T, extra string) *binarySidecar {
 	t.Helper()
 	as, err := jwkstest.NewServer(jwkstest.WithAudience(e2eAudience))
@@ -80,7 +69,7 @@ func startBinarySidecar(t *testing.T, extra string) *binarySidecar {
 	}
 	t.Cleanup(as.Close)
 	b := &binarySidecar{as: as, up: upstreamtest.Start(t), stderr: &e2etest.LockedBuffer{}, exited: make(chan error, 1)}
-	b.listen, b.adminAddr = freeAddr(t), freeAddr(t)
+	b.listen, b.adminAddr = e2etest.FreeAddr(t), e2etest.FreeAddr(t)
 	b.url, b.admin = "http://"+b.listen, "http://"+b.adminAddr
 	b.cfg = filepath.Join(t.TempDir(), "tokengate.yaml")
 	b.write(t, extra)

@@ -11,6 +11,15 @@ func String(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
+	return Prefix(s, n) + "…"
+}
+
+// Prefix returns the longest prefix of s of at most n bytes that ends on a whole UTF-8
+// sequence (invalid bytes count as whole), for a caller that marks the cut its own way.
+func Prefix(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
 	if n < 0 {
 		n = 0
 	}
@@ -23,5 +32,5 @@ func String(s string, n int) string {
 			break
 		}
 	}
-	return s[:cut] + "…"
+	return s[:cut]
 }

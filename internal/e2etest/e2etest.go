@@ -78,6 +78,17 @@ func FreeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
+// FreePort returns a free port on 127.0.0.1.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(FreeAddr(t))
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // Sidecar is a running `tokengate sidecar`.
 type Sidecar struct {
 	Cmd        *exec.Cmd

@@ -48,16 +48,6 @@ func tools(t *testing.T) string {
 	return dir
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // pki is a CA and what it signed, written as PEM files.
 type pki struct {
 	dir    string
@@ -151,7 +141,7 @@ func (c *cluster) mustKubectl(t *testing.T, stdin string, args ...string) string
 
 func startCluster(t *testing.T, bin string, p *pki) *cluster {
 	t.Helper()
-	etcdPort, peerPort, apiPort := freePort(t), freePort(t), freePort(t)
+	etcdPort, peerPort, apiPort := e2etest.FreePort(t), e2etest.FreePort(t), e2etest.FreePort(t)
 	process(t, filepath.Join(bin, "etcd"),
 		"--data-dir", t.TempDir(), "--name", "e2e",
 		"--listen-client-urls", fmt.Sprintf("http://127.0.0.1:%d", etcdPort),
@@ -291,8 +281,8 @@ func TestCluster(t *testing.T) {
 	// The real tokengate inject, on loopback, with a certificate of the test's CA.
 	tg := buildTokengate(t)
 	certFile, keyFile := p.serving(t, "webhook")
-	port := freePort(t)
-	inj, _ := process(t, tg, "inject", fmt.Sprintf("--listen=127.0.0.1:%d", port), fmt.Sprintf("--admin=127.0.0.1:%d", freePort(t)),
+	port := e2etest.FreePort(t)
+	inj, _ := process(t, tg, "inject", fmt.Sprintf("--listen=127.0.0.1:%d", port), fmt.Sprintf("--admin=127.0.0.1:%d", e2etest.FreePort(t)),
 		"--tls-cert="+certFile, "--tls-key="+keyFile, "--sidecar-image=ghcr.io/tokengate/tokengate:e2e", "--log-format=json")
 
 	// The chart's webhook configuration, pointed at it by URL: the API server cannot
