@@ -186,8 +186,9 @@ func numericDate(raw map[string]json.RawMessage, name string) (*jwt.NumericDate,
 	if err != nil || math.IsNaN(f) || f < 0 || f >= maxNumericDate {
 		return nil, fmt.Errorf("%w: %s is out of range", errClaims, name)
 	}
-	sec, frac := math.Modf(f)
-	return jwt.NewNumericDate(time.Unix(int64(sec), int64(frac*1e9))), nil
+	// Whole seconds: golang-jwt keeps NumericDates to jwt.TimePrecision (a second)
+	// anyway. A fraction dropped makes exp a little earlier, never later.
+	return jwt.NewNumericDate(time.Unix(int64(f), 0)), nil
 }
 
 // scopesFrom reads the scopes from the issuer's scope claim, or the first of scope, scp

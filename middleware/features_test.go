@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/e2etest"
 	"github.com/tokengate/tokengate/jwks"
 	"github.com/tokengate/tokengate/jwks/jwkstest"
 	"github.com/tokengate/tokengate/middleware"
@@ -504,6 +505,21 @@ func TestLogs(t *testing.T) {
 	for _, secret := range []string{ok, bad, unknown, "eyJ", "alice", strings.Repeat("a", 20), "secret-in-query", "bad id"} {
 		if strings.Contains(logs, secret) {
 			t.Fatalf("logs hold %q (B16)", secret[:min(len(secret), 20)])
+		}
+	}
+}
+
+// A Gate without routes says so once, at start: Handler would deny everything.
+func TestNoRoutesWarning(t *testing.T) {
+	for _, tc := range []struct {
+		routes []middleware.Route
+		warns  bool
+	}{{nil, true}, {[]middleware.Route{{Match: "/"}}, false}} {
+		var buf e2etest.LockedBuffer
+		logger := slog.New(slog.NewTextHandler(&buf, nil))
+		newEnvWith(t, func(c *middleware.Config) { c.Routes = tc.routes }, middleware.Options{Logger: logger})
+		if got := strings.Contains(buf.String(), "no routes configured"); got != tc.warns {
+			t.Errorf("%d routes: warned %v:\n%s", len(tc.routes), got, buf.String())
 		}
 	}
 }

@@ -97,3 +97,59 @@ func TestMetricsGolden(t *testing.T) {
 		t.Fatalf("lint: %v %v", problems, err)
 	}
 }
+
+// tokengate_token_age_seconds observes now − iat of every allowed token, cached or not,
+// in the bucket it falls in; denied tokens and tokens without iat are not observed.
+func TestTokenAge(t *testing.T) {
+	clk := &clock{t: time.Now().Truncate(time.Second)} // iat is in whole seconds
+	e := newEnvWith(t, nil, middleware.Options{Now: clk.Now})
+	now := clk.Now()
+	age := func() (count uint64, sum float64, buckets map[float64]uint64) {
+		mfs, err := e.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "tokengate_token_age_seconds" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() != e.as.Issuer {
+					continue
+				}
+				h := m.GetHistogram()
+				buckets = map[float64]uint64{}
+				for _, b := range h.GetBucket() {
+					buckets[b.GetUpperBound()] = b.GetCumulativeCount()
+				}
+				return h.GetSampleCount(), h.GetSampleSum(), buckets
+			}
+		}
+		t.Fatal("no tokengate_token_age_seconds series for the issuer")
+		return 0, 0, nil
+	}
+	tok := e.as.MustMint(jwkstest.Claims{"scope": "orders:read", "iat": now.Add(-100 * time.Second).Unix(), "exp": now.Add(time.Hour).Unix()})
+	if resp := e.do("GET", "/orders/1", bearer(tok)); resp.Code != 200 {
+		t.Fatalf("%d", resp.Code)
+	}
+	count, sum, buckets := age()
+	if count != 1 || sum != 100 || buckets[60] != 0 || buckets[300] != 1 || buckets[86400] != 1 {
+		t.Fatalf("after one token 100 s old: count %d, sum %g, buckets %v", count, sum, buckets)
+	}
+	clk.Advance(time.Second) // the same token from the cache, a second older
+	e.do("GET", "/orders/1", bearer(tok))
+	if count, sum, _ := age(); count != 2 || sum != 201 {
+		t.Fatalf("after a cached hit: count %d, sum %g", count, sum)
+	}
+	// A clock behind the issuer's: negative ages land below zero.
+	skewed := e.as.MustMint(jwkstest.Claims{"scope": "orders:read", "iat": clk.Now().Add(20 * time.Second).Unix(), "exp": clk.Now().Add(time.Hour).Unix()})
+	e.do("GET", "/orders/1", bearer(skewed))
+	if count, _, buckets := age(); count != 3 || buckets[-60] != 0 || buckets[-10] != 1 || buckets[0] != 1 {
+		t.Fatalf("after a token from 20 s ahead: count %d, buckets %v", count, buckets)
+	}
+	e.do("GET", "/orders/1", bearer(e.as.MustMint(jwkstest.Claims{"scope": "profile"})))                             // denied
+	e.do("GET", "/orders/1", bearer(e.as.MustMint(jwkstest.Claims{"scope": "orders:read", "iat": jwkstest.Absent}))) // no iat
+	if count, _, _ := age(); count != 3 {
+		t.Fatalf("count %d after a denied token and one without iat, want 3", count)
+	}
+}

@@ -288,3 +288,27 @@ func TestAudienceClaims(t *testing.T) {
 		}
 	}
 }
+
+// A request whose readings match routes with different scopes is challenged with what
+// suffices for all of them, each scope once, whichever of them it fails.
+func TestChallengeNamesEveryReadingsScopes(t *testing.T) {
+	e := newEnv(t, func(c *middleware.Config) {
+		c.Routes = []middleware.Route{
+			{Match: "/", Scopes: []string{"api"}},
+			{Match: "GET /orders/{id}", Scopes: []string{"orders:read"}},
+		}
+	})
+	// The strict style reads GET /ORDERS/1 as sent (first) and in lower case.
+	for _, tc := range []struct{ scope, route string }{
+		{"api", "GET /orders/{id}"}, // fails the folded reading
+		{"orders:read", "/"},        // fails the reading as sent
+		{"profile", "/"},
+	} {
+		req := httptest.NewRequest("GET", "/ORDERS/1", nil)
+		req.Header.Set("Authorization", "Bearer "+e.as.MustMint(jwkstest.Claims{"scope": tc.scope}))
+		d := e.gate.Decide(req)
+		if d.Reason != middleware.ReasonInsufficientScope || d.Route != tc.route || d.Scope != "api orders:read" {
+			t.Errorf("scope %s: %s on %q, challenge %q; want insufficient_scope on %q, challenge \"api orders:read\"", tc.scope, d.Reason, d.Route, d.Scope, tc.route)
+		}
+	}
+}
