@@ -14,7 +14,7 @@ func TestNumericDate(t *testing.T) {
 		err  string
 	}{
 		{`1700000000`, time.Unix(1700000000, 0), ""},
-		{`9000000000`, time.Unix(9000000000, 0), ""}, // a leading 9 is a digit too
+		{`9000000000`, time.Unix(9000000000, 0), ""},    // a leading 9 is a digit too
 		{`2000000000.75`, time.Unix(2000000000, 0), ""}, // whole seconds, as golang-jwt keeps them
 		{`0`, time.Unix(0, 0), ""},
 		{`99999999999`, time.Unix(99999999999, 0), ""},
