@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -146,14 +147,14 @@ func stringsClaim(raw map[string]json.RawMessage, name string) ([]string, error)
 	if !ok {
 		return nil, nil
 	}
-	if len(v) > 0 && v[0] == '"' {
+	if bytes.HasPrefix(v, []byte{'"'}) {
 		s, ok := unquote(v)
 		if !ok {
 			return nil, fmt.Errorf("%w: %s is not a string", errClaims, name)
 		}
 		return []string{s}, nil
 	}
-	if len(v) > 0 && v[0] == '[' {
+	if bytes.HasPrefix(v, []byte{'['}) {
 		var list []json.RawMessage
 		if err := json.Unmarshal(v, &list); err != nil {
 			return nil, fmt.Errorf("%w: %s is not an array of strings", errClaims, name)
@@ -224,7 +225,7 @@ var errScopeToken = errors.New("holds an item that is not a scope-token (RFC 674
 // array of scope-tokens. Runs of spaces, and spaces at either end, are tolerated.
 func scopesClaim(raw map[string]json.RawMessage, name string) ([]string, error) {
 	v := raw[name]
-	if len(v) > 0 && v[0] == '"' {
+	if bytes.HasPrefix(v, []byte{'"'}) {
 		s, ok := unquote(v)
 		if !ok {
 			return nil, fmt.Errorf("%w: %s is not a string", errClaims, name)

@@ -3,6 +3,8 @@ package middleware_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -476,6 +478,7 @@ func TestLogs(t *testing.T) {
 	ok := e.as.MustMint(jwkstest.Claims{"scope": "orders:read", "sub": "alice"})
 	bad := e.as.MustMint(jwkstest.Claims{"aud": "x", "sub": "alice"})
 	e.do("GET", "/orders/1", bearer(ok))
+	e.do("GET", "/orders/1", bearer(e.as.MustMint(jwkstest.Claims{"scope": "orders:read", "sub": "bob", "client_id": jwkstest.Absent})))
 	e.do("GET", "/orders/1", bearer(bad))
 	e.do("GET", "/orders/1", "Authorization: Bearer "+strings.Repeat("a", 20)+"."+"b")
 	unknown := e.as.MustMint(jwkstest.Claims{"scope": "orders:read"}, jwkstest.WithHeader(jwkstest.Claims{"kid": "k-\"gone\""}))
@@ -490,6 +493,7 @@ func TestLogs(t *testing.T) {
 	mu.Unlock()
 	for _, want := range []string{
 		`"level":"DEBUG","msg":"request allowed","decision":"allowed","reason":"ok","route":"GET /orders/{id}"`,
+		`"subject_hash":"` + hashOf("alice") + `","client_id":"client-1"`,
 		`"level":"INFO","msg":"request denied","decision":"denied","reason":"audience"`,
 		`"subject_hash":"`,
 		`"reason":"unknown_key","route":"GET /orders/{id}","method":"GET","path":"/orders/1","client":"192.0.2.1:1234","request_id":"`,
@@ -501,6 +505,14 @@ func TestLogs(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %s:\n%s", want, logs)
 		}
+	}
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, hashOf("bob")) && strings.Contains(line, "client_id") {
+			t.Errorf("a token without client_id logged one: %s", line)
+		}
+	}
+	if !strings.Contains(logs, hashOf("bob")) {
+		t.Error("no line for the token without client_id")
 	}
 	for _, secret := range []string{ok, bad, unknown, "eyJ", "alice", strings.Repeat("a", 20), "secret-in-query", "bad id"} {
 		if strings.Contains(logs, secret) {
@@ -522,6 +534,12 @@ func TestNoRoutesWarning(t *testing.T) {
 			t.Errorf("%d routes: warned %v:\n%s", len(tc.routes), got, buf.String())
 		}
 	}
+}
+
+// hashOf is the subject hash of the logs, computed here on its own.
+func hashOf(sub string) string {
+	sum := sha256.Sum256([]byte(sub))
+	return hex.EncodeToString(sum[:8])
 }
 
 type writerFunc func([]byte) (int, error)

@@ -13,9 +13,9 @@ import (
 // and whether two of their names could be read as one. A fix to either belongs here.
 //
 // The scanner is not a validating parser: the payload has passed json.Valid before it,
-// and golang-jwt decodes the header fully after it. It must be right on valid JSON and
-// safe (no panic, no success) on anything else; FuzzObjectMembers and FuzzHeaderNames
-// hold it to encoding/json.
+// and golang-jwt decodes the header fully after it, refusing what is not JSON. It must
+// be right on valid JSON and never panic on anything else; FuzzObjectMembers and
+// FuzzHeaderNames hold it to encoding/json, TestScanObject to its edges.
 
 // member is one member of a JSON object: its name with escapes decoded, and its value
 // as sent.
@@ -159,7 +159,7 @@ func unquote(v []byte) (string, bool) {
 	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
 		return "", false
 	}
-	if bytes.IndexByte(v, '\\') < 0 {
+	if !bytes.Contains(v, []byte{'\\'}) {
 		return string(v[1 : len(v)-1]), true
 	}
 	var s string

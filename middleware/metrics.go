@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"maps"
 	"math"
 	"sort"
 	"sync"
@@ -54,16 +55,6 @@ type series struct {
 	outcome Outcome
 	reason  Reason
 	route   string
-}
-
-func (k series) less(o series) bool {
-	if k.outcome != o.outcome {
-		return k.outcome.String() < o.outcome.String()
-	}
-	if k.reason != o.reason {
-		return k.reason < o.reason
-	}
-	return k.route < o.route
 }
 
 var _ prometheus.Collector = (*metrics)(nil)
@@ -125,21 +116,13 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector: it sums the shards.
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	// A snapshot of the series, so that a series appearing meanwhile waits for no
+	// scrape; the registry sorts what it gathers.
 	m.mu.Lock()
-	keys := make([]series, 0, len(m.counters))
-	for k := range m.counters {
-		keys = append(keys, k)
-	}
-	issuers := make([]string, 0, len(m.ages))
-	for k := range m.ages {
-		issuers = append(issuers, k)
-	}
+	counters := maps.Clone(m.counters)
+	ages := maps.Clone(m.ages)
 	m.mu.Unlock()
-	sort.Slice(keys, func(i, j int) bool { return keys[i].less(keys[j]) })
-	for _, k := range keys {
-		m.mu.Lock()
-		c := m.counters[k]
-		m.mu.Unlock()
+	for k, c := range counters {
 		ch <- prometheus.MustNewConstMetric(decisionsDesc, prometheus.CounterValue, float64(c.value()), k.outcome.String(), string(k.reason), k.route)
 	}
 	for o, h := range m.duration {
@@ -147,11 +130,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(cacheDesc, prometheus.CounterValue, float64(m.hit.value()), "hit")
 	ch <- prometheus.MustNewConstMetric(cacheDesc, prometheus.CounterValue, float64(m.miss.value()), "miss")
-	sort.Strings(issuers)
-	for _, iss := range issuers {
-		m.mu.Lock()
-		h := m.ages[iss]
-		m.mu.Unlock()
+	for iss, h := range ages {
 		ch <- h.metric(ageDesc, iss)
 	}
 }

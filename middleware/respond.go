@@ -2,7 +2,6 @@ package middleware
 
 import (
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -17,20 +16,11 @@ func (g *Gate) challenge(d Decision) string {
 	if !d.TokenSent || resp.code == "" {
 		return g.challengeRealm
 	}
-	var b strings.Builder
-	b.Grow(len(g.challengeRealm) + len(resp.description) + len(d.Scope) + 48)
-	b.WriteString(g.challengeRealm)
-	b.WriteString(`, error="`)
-	b.WriteString(resp.code)
-	b.WriteString(`", error_description="`)
-	b.WriteString(resp.description)
-	b.WriteByte('"')
+	// One concatenation is one allocation.
 	if d.Reason == ReasonInsufficientScope && d.Scope != "" {
-		b.WriteString(`, scope="`)
-		b.WriteString(d.Scope)
-		b.WriteByte('"')
+		return g.challengeRealm + `, error="` + resp.code + `", error_description="` + resp.description + `", scope="` + d.Scope + `"`
 	}
-	return b.String()
+	return g.challengeRealm + `, error="` + resp.code + `", error_description="` + resp.description + `"`
 }
 
 // respond answers a denial: the challenge and, for 503, Retry-After, then the error
