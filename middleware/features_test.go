@@ -485,7 +485,7 @@ func TestLogs(t *testing.T) {
 	e.do("GET", "/orders/1", bearer(unknown))
 	e.do("GET", "/orders/1;x?access_token=secret-in-query", "X-Request-Id: req-7")
 	w := e.do("GET", "/orders/2", "X-Request-Id: bad id\"")
-	if id := w.Header().Get("X-Request-Id"); len(id) != 32 || strings.Contains(id, "bad") {
+	if id := w.Header().Get("X-Request-Id"); len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
 		t.Errorf("a malformed request id was answered as %q, want a new one", id)
 	}
 	mu.Lock()
