@@ -283,9 +283,30 @@ func TestDiscoveryURLs(t *testing.T) {
 }
 
 func TestJitter(t *testing.T) {
+	// Up to a tenth off, never more, never added; and it does vary: a thousand draws
+	// that all fall in the top or the bottom sixth of the range would be a broken jitter
+	// (the chance of it by luck is under 10^-77).
+	lo, hi := time.Minute, time.Duration(0)
 	for range 1000 {
-		if d := jitter(time.Minute); d > time.Minute || d < 54*time.Second {
+		d := jitter(time.Minute)
+		if d > time.Minute || d < 54*time.Second {
 			t.Fatalf("jitter(1m) = %s", d)
+		}
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	if lo >= 59*time.Second || hi <= 55*time.Second {
+		t.Fatalf("jitter(1m) drew only from [%s, %s]", lo, hi)
+	}
+	// No duration, or a negative one, stays as it is; a tiny one loses at most a tenth,
+	// rounded down (and nothing panics).
+	for _, d := range []time.Duration{0, -time.Second} {
+		if got := jitter(d); got != d {
+			t.Errorf("jitter(%d) = %d", d, got)
+		}
+	}
+	for _, d := range []time.Duration{1, 9, 10, 19} {
+		if got := jitter(d); got > d || got < d-d/10 {
+			t.Errorf("jitter(%d) = %d", d, got)
 		}
 	}
 }

@@ -170,6 +170,13 @@ func (s *Set) Ready() bool { return s.ready.Load() }
 
 // WaitReady blocks until the first load succeeded, ctx is done, or the Set is closed.
 func (s *Set) WaitReady(ctx context.Context) error {
+	// Keys already loaded win over a ctx that is already done (a select would pick
+	// either at random, and call a loaded issuer unavailable).
+	select {
+	case <-s.readyCh:
+		return nil
+	default:
+	}
 	select {
 	case <-s.readyCh:
 		return nil
