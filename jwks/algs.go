@@ -5,14 +5,18 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"slices"
 	"strings"
 )
 
-// DefaultAlgorithms is the algorithm allowlist of an issuer that configures none: every
-// asymmetric JWS algorithm golang-jwt implements. It is safe because every key is bound
-// to the algorithms its type and curve allow, so a wide list never lets one key be used
-// with two families. HMAC and "none" are not in it and cannot be added.
-var DefaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+// DefaultAlgorithms returns the algorithm allowlist of an issuer that configures none:
+// every asymmetric JWS algorithm golang-jwt implements. It is safe because every key is
+// bound to the algorithms its type and curve allow, so a wide list never lets one key be
+// used with two families. HMAC and "none" are not in it and cannot be added. Each call
+// returns a new slice: the list a Set checks against cannot be changed from outside.
+func DefaultAlgorithms() []string { return slices.Clone(defaultAlgorithms) }
+
+var defaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
 // algSet is a set of supported JWS algorithms as a bit mask, so that checking an
 // algorithm against a key or an issuer on the request path costs no allocation.
@@ -67,7 +71,7 @@ func (s algSet) has(o algSet) bool { return o != 0 && s&o == o }
 // String lists the set's algorithms in DefaultAlgorithms order, for logs and errors.
 func (s algSet) String() string {
 	var names []string
-	for _, n := range DefaultAlgorithms {
+	for _, n := range defaultAlgorithms {
 		if s.has(algBit(n)) {
 			names = append(names, n)
 		}

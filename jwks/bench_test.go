@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 
@@ -70,7 +69,6 @@ func BenchmarkKeyLookup(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var _ jwkset.Storage = kf.Storage()
 	b.Run("keyfunc-baseline", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {

@@ -50,7 +50,7 @@ type Config struct {
 	JWKSFile string
 
 	// Algorithms is the allowlist of JWS algorithms for this issuer's tokens. It
-	// defaults to DefaultAlgorithms. HMAC ("HS256"...) and "none" are refused: a
+	// defaults to defaultAlgorithms. HMAC ("HS256"...) and "none" are refused: a
 	// published key set can never hold a secret.
 	Algorithms []string
 
@@ -101,7 +101,7 @@ type Refresh struct {
 // withDefaults returns c with every zero field set to its default.
 func (c Config) withDefaults() Config {
 	if c.Algorithms == nil {
-		c.Algorithms = DefaultAlgorithms
+		c.Algorithms = defaultAlgorithms
 	}
 	if c.Refresh.Min == 0 {
 		c.Refresh.Min = DefaultRefreshMin
@@ -136,24 +136,24 @@ func (c Config) validate() (algSet, *x509.CertPool, error) {
 	}
 
 	if c.Issuer == "" {
-		bad("issuer", "is required: the exact iss value of the authorization server's tokens")
+		bad("Issuer", "is required: the exact iss value of the authorization server's tokens")
 	} else if err := checkURL(c.Issuer, c.InsecureHTTP); err != nil {
-		bad("issuer", "%v", err)
+		bad("Issuer", "%v", err)
 	} else if u, _ := url.Parse(c.Issuer); u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
-		bad("issuer", "must not have a query or fragment (RFC 8414 §2)")
+		bad("Issuer", "must not have a query or fragment (RFC 8414 §2)")
 	}
 	if c.JWKSURI != "" && c.JWKSFile != "" {
-		bad("jwksFile", "set either jwksURI or jwksFile, not both")
+		bad("JWKSFile", "set either JWKSURI or JWKSFile, not both")
 	}
 	if c.JWKSURI != "" {
 		if err := checkURL(c.JWKSURI, c.InsecureHTTP); err != nil {
-			bad("jwksURI", "%v", err)
+			bad("JWKSURI", "%v", err)
 		}
 	}
 
 	var allowed algSet
 	if len(c.Algorithms) == 0 {
-		bad("algorithms", "is empty: it would turn the algorithm check off; leave it out for the default (%s)", strings.Join(DefaultAlgorithms, " "))
+		bad("Algorithms", "is empty: it would turn the algorithm check off; leave it out for the default (%s)", strings.Join(defaultAlgorithms, " "))
 	}
 	for _, a := range c.Algorithms {
 		b := algBit(a)
@@ -161,11 +161,11 @@ func (c Config) validate() (algSet, *x509.CertPool, error) {
 		case b != 0:
 			allowed |= b
 		case strings.HasPrefix(strings.ToUpper(a), "HS"):
-			bad("algorithms", "%q is HMAC: a shared secret cannot come from a published key set", a)
+			bad("Algorithms", "%q is HMAC: a shared secret cannot come from a published key set", a)
 		case strings.EqualFold(a, "none"):
-			bad("algorithms", `"none" means unsigned tokens and is never allowed`)
+			bad("Algorithms", `"none" means unsigned tokens and is never allowed`)
 		default:
-			bad("algorithms", "%q is not a supported algorithm (supported: %s; names are case-sensitive)", a, strings.Join(DefaultAlgorithms, " "))
+			bad("Algorithms", "%q is not a supported algorithm (supported: %s; names are case-sensitive)", a, strings.Join(defaultAlgorithms, " "))
 		}
 	}
 
@@ -173,33 +173,33 @@ func (c Config) validate() (algSet, *x509.CertPool, error) {
 	for _, d := range []struct {
 		field string
 		v     time.Duration
-	}{{"refresh.min", r.Min}, {"refresh.max", r.Max}, {"refresh.unknownKidEvery", r.UnknownKIDEvery}, {"refresh.unknownKidWait", r.UnknownKIDWait}, {"httpTimeout", c.HTTPTimeout}} {
+	}{{"Refresh.Min", r.Min}, {"Refresh.Max", r.Max}, {"Refresh.UnknownKIDEvery", r.UnknownKIDEvery}, {"Refresh.UnknownKIDWait", r.UnknownKIDWait}, {"HTTPTimeout", c.HTTPTimeout}} {
 		if d.v < 0 {
 			bad(d.field, "must be positive, got %s", d.v)
 		}
 	}
 	if r.Min > r.Max {
-		bad("refresh.min", "%s is longer than refresh.max %s", r.Min, r.Max)
+		bad("Refresh.Min", "%s is longer than Refresh.Max %s", r.Min, r.Max)
 	}
 	if c.MaxResponseBytes < 0 {
-		bad("maxResponseBytes", "must be positive")
+		bad("MaxResponseBytes", "must be positive")
 	}
 	if c.MaxKeys < 0 {
-		bad("maxKeys", "must be positive")
+		bad("MaxKeys", "must be positive")
 	}
 
 	var roots *x509.CertPool
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
 		if err != nil {
-			bad("caFile", "cannot be read: %v", err)
+			bad("CAFile", "cannot be read: %v", err)
 		} else {
 			roots, err = x509.SystemCertPool()
 			if err != nil {
 				roots = x509.NewCertPool()
 			}
 			if !roots.AppendCertsFromPEM(pem) {
-				bad("caFile", "%s holds no PEM certificate", c.CAFile)
+				bad("CAFile", "%s holds no PEM certificate", c.CAFile)
 			}
 		}
 	}
@@ -207,7 +207,7 @@ func (c Config) validate() (algSet, *x509.CertPool, error) {
 }
 
 // checkURL applies the scheme rule of docs/keys.md: https, or http to a loopback host
-// (tests and the demo), or http anywhere when insecureHTTP is set.
+// (tests and the demo), or http anywhere when InsecureHTTP is set.
 func checkURL(raw string, insecureHTTP bool) error {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -223,17 +223,17 @@ func checkURL(raw string, insecureHTTP bool) error {
 	case "https":
 		return nil
 	case "http":
-		if insecureHTTP || IsLoopback(u.Hostname()) {
+		if insecureHTTP || isLoopback(u.Hostname()) {
 			return nil
 		}
-		return fmt.Errorf("%q is plain http to a host that is not loopback; use https (or set insecureHTTP, never in production)", raw)
+		return fmt.Errorf("%q is plain http to a host that is not loopback; use https (or set InsecureHTTP, never in production)", raw)
 	}
 	return fmt.Errorf("%q: scheme must be https", raw)
 }
 
-// IsLoopback reports whether host (without port) is "localhost" or an address in
+// isLoopback reports whether host (without port) is "localhost" or an address in
 // 127.0.0.0/8 or ::1.
-func IsLoopback(host string) bool {
+func isLoopback(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}

@@ -39,9 +39,11 @@ var (
 var ErrFetch = errors.New("jwks: fetching keys failed")
 
 // ConfigError names a configuration field that is wrong, with the problem. Field is the
-// key as the configuration file spells it (for example "algorithms" or "refresh.min");
-// Issuer is the issuer being configured, so that a caller can say which list entry it
-// is. New returns every ConfigError it finds, joined with errors.Join.
+// field's Go path in Config (for example "Algorithms" or "Refresh.Min"); NewGroup and
+// Validate put the index of the entry in their list in front ("[1].Refresh.Min"), and
+// a caller that embeds Config translates the path into its own names (the sidecar into
+// the file's keys and lines). Issuer is the issuer being configured. New returns every
+// ConfigError it finds, joined with errors.Join.
 type ConfigError struct {
 	Issuer  string
 	Field   string
@@ -49,8 +51,12 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
-	if e.Issuer == "" {
-		return fmt.Sprintf("%s: %s", e.Field, e.Problem)
+	msg := e.Problem
+	if e.Field != "" {
+		msg = e.Field + ": " + msg
 	}
-	return fmt.Sprintf("issuer %q: %s: %s", e.Issuer, e.Field, e.Problem)
+	if e.Issuer != "" {
+		msg = fmt.Sprintf("issuer %q: %s", e.Issuer, msg)
+	}
+	return msg
 }

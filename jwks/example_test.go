@@ -37,7 +37,7 @@ func ExampleNew() {
 		panic(err)
 	}
 
-	parser := jwt.NewParser(jwt.WithValidMethods(jwks.DefaultAlgorithms), jwt.WithExpirationRequired())
+	parser := jwt.NewParser(jwt.WithValidMethods(jwks.DefaultAlgorithms()), jwt.WithExpirationRequired())
 	token := as.MustMint(jwkstest.Claims{"sub": "alice"})
 	parsed, err := parser.Parse(token, set.Keyfunc(ctx))
 	if err != nil {
@@ -108,6 +108,6 @@ func ExampleConfigError() {
 	fmt.Println(err)
 	// Output:
 	// true
-	// issuer "http://auth.example.com": issuer: "http://auth.example.com" is plain http to a host that is not loopback; use https (or set insecureHTTP, never in production)
-	// issuer "http://auth.example.com": algorithms: "HS256" is HMAC: a shared secret cannot come from a published key set
+	// issuer "http://auth.example.com": Issuer: "http://auth.example.com" is plain http to a host that is not loopback; use https (or set InsecureHTTP, never in production)
+	// issuer "http://auth.example.com": Algorithms: "HS256" is HMAC: a shared secret cannot come from a published key set
 }

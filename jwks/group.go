@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokengate/tokengate/internal/joined"
 )
 
 // Group holds the key sets of every trusted issuer, one Set each, never merged: a key
@@ -25,7 +27,7 @@ func GroupOf(sets ...*Set) (*Group, error) {
 	g := &Group{sets: make(map[string]*Set, len(sets)), borrowed: true}
 	for _, s := range sets {
 		if _, dup := g.sets[s.Issuer()]; dup {
-			return nil, &ConfigError{Issuer: s.Issuer(), Field: "issuer", Problem: "is listed twice"}
+			return nil, &ConfigError{Issuer: s.Issuer(), Field: "Issuer", Problem: "is listed twice"}
 		}
 		g.sets[s.Issuer()] = s
 		g.order = append(g.order, s)
@@ -34,7 +36,7 @@ func GroupOf(sets ...*Set) (*Group, error) {
 }
 
 // NewGroup validates every configuration first, reporting all problems at once (each a
-// *ConfigError; a problem of the i-th entry has Field prefixed "issuers[i]."), then
+// *ConfigError; a problem of the i-th entry has Field prefixed "[i]."), then
 // starts one Set per issuer. Its goroutines stop when ctx is cancelled or Close is
 // called.
 func NewGroup(ctx context.Context, cfgs []Config, opts Options) (*Group, error) {
@@ -70,7 +72,7 @@ type checkedConfig struct {
 
 func validateAll(cfgs []Config) ([]checkedConfig, error) {
 	if len(cfgs) == 0 {
-		return nil, &ConfigError{Field: "issuers", Problem: "at least one issuer is required"}
+		return nil, &ConfigError{Problem: "at least one issuer is required"}
 	}
 	var (
 		errs []error
@@ -81,29 +83,21 @@ func validateAll(cfgs []Config) ([]checkedConfig, error) {
 		c = c.withDefaults()
 		allowed, roots, err := c.validate()
 		if err != nil {
-			for _, e := range flatten(err) {
+			for _, e := range joined.Flatten(err) {
 				var ce *ConfigError
 				if errors.As(e, &ce) {
-					ce.Field = fmt.Sprintf("issuers[%d].%s", i, ce.Field)
+					ce.Field = fmt.Sprintf("[%d].%s", i, ce.Field)
 				}
 				errs = append(errs, e)
 			}
 		}
 		if j, dup := seen[c.Issuer]; dup && c.Issuer != "" {
-			errs = append(errs, &ConfigError{Issuer: c.Issuer, Field: fmt.Sprintf("issuers[%d].issuer", i), Problem: fmt.Sprintf("is listed twice (also issuers[%d])", j)})
+			errs = append(errs, &ConfigError{Issuer: c.Issuer, Field: fmt.Sprintf("[%d].Issuer", i), Problem: fmt.Sprintf("is listed twice: entry %d has the same issuer", j)})
 		}
 		seen[c.Issuer] = i
 		ok = append(ok, checkedConfig{c, allowed, roots})
 	}
 	return ok, errors.Join(errs...)
-}
-
-// flatten undoes errors.Join.
-func flatten(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
 }
 
 // Set returns the key set of an issuer, compared byte for byte.

@@ -27,7 +27,7 @@ func TestValidateNamesEachEntry(t *testing.T) {
 		return out
 	}
 	var ce *jwks.ConfigError
-	if err := jwks.Validate(nil); !errors.As(err, &ce) || ce.Field != "issuers" || err.Error() != "issuers: at least one issuer is required" {
+	if err := jwks.Validate(nil); !errors.As(err, &ce) || ce.Field != "" || err.Error() != "at least one issuer is required" {
 		t.Fatalf("no issuers: %v", err)
 	}
 	if err := jwks.Validate([]jwks.Config{{Issuer: "https://a.example"}, {Issuer: "https://b.example"}}); err != nil {
@@ -38,8 +38,8 @@ func TestValidateNamesEachEntry(t *testing.T) {
 	err := jwks.Validate(cfgs)
 	got := problems(err)
 	if len(got) != 2 ||
-		got[0].Field != "issuers[1].issuer" || !strings.Contains(got[0].Problem, "plain http") ||
-		got[1].Field != "issuers[2].issuer" || !strings.Contains(got[1].Problem, "listed twice (also issuers[0])") || got[1].Issuer != "https://a.example" {
+		got[0].Field != "[1].Issuer" || !strings.Contains(got[0].Problem, "plain http") ||
+		got[1].Field != "[2].Issuer" || !strings.Contains(got[1].Problem, "listed twice: entry 0 has the same issuer") || got[1].Issuer != "https://a.example" {
 		t.Fatalf("problems: %v", err)
 	}
 	if g, err := jwks.NewGroup(context.Background(), cfgs, jwks.Options{Logger: quiet}); g != nil || err == nil {
@@ -54,7 +54,7 @@ func TestValidateNamesEachEntry(t *testing.T) {
 
 	srv := lightServer(t)
 	set := newSet(t, srv, nil)
-	if _, err := jwks.GroupOf(set, set); !errors.As(err, &ce) || ce.Field != "issuer" || ce.Issuer != srv.Issuer || !strings.Contains(ce.Problem, "twice") {
+	if _, err := jwks.GroupOf(set, set); !errors.As(err, &ce) || ce.Field != "Issuer" || ce.Issuer != srv.Issuer || !strings.Contains(ce.Problem, "twice") {
 		t.Fatalf("GroupOf with an issuer twice: %v", err)
 	}
 	// A Group made with GroupOf borrows its sets: closing it leaves them running.

@@ -64,7 +64,7 @@ func ready(t testing.TB, s *jwks.Set) {
 
 // verify checks tok's signature with the key the set gives for it.
 func verify(ctx context.Context, s *jwks.Set, tok string) error {
-	_, err := jwt.NewParser(jwt.WithValidMethods(jwks.DefaultAlgorithms)).Parse(tok, s.Keyfunc(ctx))
+	_, err := jwt.NewParser(jwt.WithValidMethods(jwks.DefaultAlgorithms())).Parse(tok, s.Keyfunc(ctx))
 	return err
 }
 

@@ -62,16 +62,16 @@ func TestParseKeyRSAEdges(t *testing.T) {
 		raw    json.RawMessage
 		reason string
 	}{
-		{"2047-bit modulus", rsaJWK(odd(MinRSABits-1), f4), SkipWeakRSA},
+		{"2047-bit modulus", rsaJWK(odd(MinRSABits-1), f4), skipWeakRSA},
 		{"2048-bit modulus", rsaJWK(odd(MinRSABits), f4), ""},
 		{"8192-bit modulus", rsaJWK(odd(MaxRSABits), f4), ""},
-		{"8193-bit modulus", rsaJWK(odd(MaxRSABits+1), f4), SkipWeakRSA},
+		{"8193-bit modulus", rsaJWK(odd(MaxRSABits+1), f4), skipWeakRSA},
 		{"exponent 3", rsaJWK(odd(2048), []byte{3}), ""},
-		{"exponent 2", rsaJWK(odd(2048), []byte{2}), SkipInvalid},
-		{"exponent 1", rsaJWK(odd(2048), []byte{1}), SkipInvalid},
+		{"exponent 2", rsaJWK(odd(2048), []byte{2}), skipInvalid},
+		{"exponent 1", rsaJWK(odd(2048), []byte{1}), skipInvalid},
 		// Four bytes of exponent are six base64url characters: the most allowed.
 		{"exponent 2^31-1 (4 bytes)", rsaJWK(odd(2048), []byte{0x7f, 0xff, 0xff, 0xff}), ""},
-		{"exponent of 5 bytes", rsaJWK(odd(2048), []byte{0x01, 0x00, 0x00, 0x00, 0x01}), SkipInvalid},
+		{"exponent of 5 bytes", rsaJWK(odd(2048), []byte{0x01, 0x00, 0x00, 0x00, 0x01}), skipInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, reason, detail := parseKey(tc.raw, rsaAlgs)
@@ -86,13 +86,13 @@ func TestParseKeyPrivateMembers(t *testing.T) {
 	// Every private member on its own makes the key refused, whatever its type.
 	for _, member := range []string{"d", "p", "q", "dp", "dq", "qi", "k"} {
 		raw := jwk(t, &rsa2048.PublicKey, map[string]any{member: "AQAB"})
-		if _, _, reason, _ := parseKey(raw, rsaAlgs); reason != SkipPrivate {
-			t.Errorf("member %q: reason %q, want %q", member, reason, SkipPrivate)
+		if _, _, reason, _ := parseKey(raw, rsaAlgs); reason != skipPrivate {
+			t.Errorf("member %q: reason %q, want %q", member, reason, skipPrivate)
 		}
 	}
 	raw := jwk(t, &rsa2048.PublicKey, map[string]any{"oth": []map[string]string{{"r": "AQ", "d": "AQ", "t": "AQ"}}})
-	if _, _, reason, _ := parseKey(raw, rsaAlgs); reason != SkipPrivate {
-		t.Errorf("member oth: reason %q, want %q", reason, SkipPrivate)
+	if _, _, reason, _ := parseKey(raw, rsaAlgs); reason != skipPrivate {
+		t.Errorf("member oth: reason %q, want %q", reason, skipPrivate)
 	}
 	// An empty key_ops array says nothing either way: the key is kept.
 	raw = jwk(t, &p256.PublicKey, map[string]any{"key_ops": []string{}})
@@ -271,7 +271,7 @@ func TestAlgSetString(t *testing.T) {
 		t.Fatalf("empty set: %q", got)
 	}
 	_, _, reason, detail := parseKey(jwk(t, &p256.PublicKey, nil), algRS256|algPS256)
-	if reason != SkipNotAllowed || !strings.Contains(detail, "verifies only ES256") {
+	if reason != skipNotAllowed || !strings.Contains(detail, "verifies only ES256") {
 		t.Fatalf("not allowed: %q %q", reason, detail)
 	}
 }
@@ -297,13 +297,13 @@ func TestValidateEdges(t *testing.T) {
 		t.Fatal(err)
 	}
 	for field, cfg := range map[string]Config{
-		"issuer":           {Issuer: "https://a b.example.com"}, // not a URL at all
-		"jwksURI":          {Issuer: "https://a.example.com", JWKSURI: "https://a.example.com:port/"},
-		"caFile":           {Issuer: "https://a.example.com", CAFile: notPEM},
-		"maxResponseBytes": {Issuer: "https://a.example.com", MaxResponseBytes: -1},
-		"maxKeys":          {Issuer: "https://a.example.com", MaxKeys: -1},
-		"httpTimeout":      {Issuer: "https://a.example.com", HTTPTimeout: -1},
-		"refresh.min":      {Issuer: "https://a.example.com", Refresh: Refresh{Min: -1}},
+		"Issuer":           {Issuer: "https://a b.example.com"}, // not a URL at all
+		"JWKSURI":          {Issuer: "https://a.example.com", JWKSURI: "https://a.example.com:port/"},
+		"CAFile":           {Issuer: "https://a.example.com", CAFile: notPEM},
+		"MaxResponseBytes": {Issuer: "https://a.example.com", MaxResponseBytes: -1},
+		"MaxKeys":          {Issuer: "https://a.example.com", MaxKeys: -1},
+		"HTTPTimeout":      {Issuer: "https://a.example.com", HTTPTimeout: -1},
+		"Refresh.Min":      {Issuer: "https://a.example.com", Refresh: Refresh{Min: -1}},
 	} {
 		_, _, err := cfg.withDefaults().validate()
 		var ce *ConfigError

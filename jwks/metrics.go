@@ -10,16 +10,16 @@ import (
 
 // Values of the labels of tokengate_jwks_refreshes_total.
 const (
-	ResultUpdated     = "updated"
-	ResultNotModified = "not_modified"
-	ResultError       = "error"
+	resultUpdated     = "updated"
+	resultNotModified = "not_modified"
+	resultError       = "error"
 
-	TriggerStartup    = "startup"
-	TriggerScheduled  = "scheduled"
-	TriggerUnknownKID = "unknown_kid"
-	// TriggerSignature is a refresh after a token whose kid the set holds failed its
+	triggerStartup    = "startup"
+	triggerScheduled  = "scheduled"
+	triggerUnknownKID = "unknown_kid"
+	// triggerSignature is a refresh after a token whose kid the set holds failed its
 	// signature check: the issuer may have replaced the key under the same kid.
-	TriggerSignature = "signature"
+	triggerSignature = "signature"
 )
 
 // Metrics are the key-set metrics of docs/metrics.md. Build them once per process with
@@ -76,8 +76,8 @@ func (m *Metrics) init(issuer string) {
 	if m == nil {
 		return
 	}
-	for _, result := range []string{ResultUpdated, ResultNotModified, ResultError} {
-		for _, trigger := range []string{TriggerStartup, TriggerScheduled, TriggerUnknownKID, TriggerSignature} {
+	for _, result := range []string{resultUpdated, resultNotModified, resultError} {
+		for _, trigger := range []string{triggerStartup, triggerScheduled, triggerUnknownKID, triggerSignature} {
 			m.refreshes.WithLabelValues(issuer, result, trigger)
 		}
 	}

@@ -15,20 +15,20 @@ import (
 // Why a key of a fetched document was left out of the set. These are the values of the
 // reason label of tokengate_jwks_skipped_keys.
 const (
-	SkipInvalid      = "invalid"       // not a JWK, bad base64, off-curve point, bad exponent...
-	SkipUnsupported  = "unsupported"   // a key type or curve no JWS algorithm here uses (Ed448, X25519, secp256k1...)
-	SkipSymmetric    = "symmetric"     // kty "oct": a shared secret has no place in a published set
-	SkipPrivate      = "private"       // private key material published: the key is compromised
-	SkipEncryption   = "encryption"    // use "enc"
-	SkipKeyOps       = "key_ops"       // key_ops present without "verify"
-	SkipWeakRSA      = "weak_rsa"      // RSA modulus under MinRSABits (or over MaxRSABits)
-	SkipAlgMismatch  = "alg_mismatch"  // the key's alg does not fit its type or curve
-	SkipNotAllowed   = "not_allowed"   // the key fits no algorithm of the issuer's allowlist
-	SkipKIDInvalid   = "kid_invalid"   // a kid that no token could name (too long, control characters)
-	SkipDuplicateKID = "duplicate_kid" // a kid already taken by an earlier key of the document
+	skipInvalid      = "invalid"       // not a JWK, bad base64, off-curve point, bad exponent...
+	skipUnsupported  = "unsupported"   // a key type or curve no JWS algorithm here uses (Ed448, X25519, secp256k1...)
+	skipSymmetric    = "symmetric"     // kty "oct": a shared secret has no place in a published set
+	skipPrivate      = "private"       // private key material published: the key is compromised
+	skipEncryption   = "encryption"    // use "enc"
+	skipKeyOps       = "key_ops"       // key_ops present without "verify"
+	skipWeakRSA      = "weak_rsa"      // RSA modulus under MinRSABits (or over MaxRSABits)
+	skipAlgMismatch  = "alg_mismatch"  // the key's alg does not fit its type or curve
+	skipNotAllowed   = "not_allowed"   // the key fits no algorithm of the issuer's allowlist
+	skipKIDInvalid   = "kid_invalid"   // a kid that no token could name (too long, control characters)
+	skipDuplicateKID = "duplicate_kid" // a kid already taken by an earlier key of the document
 )
 
-var skipReasons = []string{SkipInvalid, SkipUnsupported, SkipSymmetric, SkipPrivate, SkipEncryption, SkipKeyOps, SkipWeakRSA, SkipAlgMismatch, SkipNotAllowed, SkipKIDInvalid, SkipDuplicateKID}
+var skipReasons = []string{skipInvalid, skipUnsupported, skipSymmetric, skipPrivate, skipEncryption, skipKeyOps, skipWeakRSA, skipAlgMismatch, skipNotAllowed, skipKIDInvalid, skipDuplicateKID}
 
 // skipped is one key left out of a document, for the log.
 type skipped struct {
@@ -70,7 +70,7 @@ func parseJWKS(doc []byte, allowed algSet, maxKeys int) (parsedSet, error) {
 		jwk, kid, reason, detail := parseKey(raw, allowed)
 		if reason == "" && kid != "" {
 			if seen[kid] {
-				reason, detail = SkipDuplicateKID, "an earlier key of the document has this kid"
+				reason, detail = skipDuplicateKID, "an earlier key of the document has this kid"
 			}
 			seen[kid] = true
 		}
@@ -91,61 +91,61 @@ func parseJWKS(doc []byte, allowed algSet, maxKeys int) (parsedSet, error) {
 func parseKey(raw json.RawMessage, allowed algSet) (jwk jwkset.JWK, kid, reason, detail string) {
 	var m jwkset.JWKMarshal
 	if err := json.Unmarshal(raw, &m); err != nil {
-		return jwk, "", SkipInvalid, "not a JSON object of JWK members"
+		return jwk, "", skipInvalid, "not a JSON object of JWK members"
 	}
 	named := func(reason, detail string) (jwkset.JWK, string, string, string) {
 		return jwkset.JWK{}, m.KID, reason, detail
 	}
 
 	if !validKID(m.KID) && m.KID != "" {
-		return named(SkipKIDInvalid, fmt.Sprintf("kid longer than %d bytes or with control characters", MaxKIDLength))
+		return named(skipKIDInvalid, fmt.Sprintf("kid longer than %d bytes or with control characters", MaxKIDLength))
 	}
 	if m.KTY == jwkset.KtyOct {
-		return named(SkipSymmetric, `kty "oct" is a shared secret`)
+		return named(skipSymmetric, `kty "oct" is a shared secret`)
 	}
 	if m.D != "" || m.P != "" || m.Q != "" || m.DP != "" || m.DQ != "" || m.QI != "" || len(m.OTH) > 0 || m.K != "" {
-		return named(SkipPrivate, "the key set publishes private key material: this key must be treated as compromised")
+		return named(skipPrivate, "the key set publishes private key material: this key must be treated as compromised")
 	}
 	switch m.USE {
 	case "", jwkset.UseSig:
 	case jwkset.UseEnc:
-		return named(SkipEncryption, `use "enc": an encryption key never verifies a signature`)
+		return named(skipEncryption, `use "enc": an encryption key never verifies a signature`)
 	default:
-		return named(SkipInvalid, fmt.Sprintf("use %q is not a registered value", clip.String(string(m.USE), 32)))
+		return named(skipInvalid, fmt.Sprintf("use %q is not a registered value", clip.String(string(m.USE), 32)))
 	}
 	if len(m.KEYOPS) > 0 && !slices.Contains(m.KEYOPS, jwkset.KeyOpsVerify) {
-		return named(SkipKeyOps, "key_ops does not contain verify")
+		return named(skipKeyOps, "key_ops does not contain verify")
 	}
 
 	jwk, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
 	switch {
 	case errors.Is(err, jwkset.ErrUnsupportedKey):
-		return named(SkipUnsupported, fmt.Sprintf("kty %q crv %q is not a signing key type supported here", m.KTY, m.CRV))
+		return named(skipUnsupported, fmt.Sprintf("kty %q crv %q is not a signing key type supported here", m.KTY, m.CRV))
 	case err != nil:
-		return named(SkipInvalid, err.Error())
+		return named(skipInvalid, err.Error())
 	}
 
 	fits := keyAlgs(jwk.Key())
 	if fits == 0 {
-		return named(SkipUnsupported, fmt.Sprintf("kty %q crv %q verifies no JWS algorithm", m.KTY, m.CRV))
+		return named(skipUnsupported, fmt.Sprintf("kty %q crv %q verifies no JWS algorithm", m.KTY, m.CRV))
 	}
 	if pub, ok := jwk.Key().(*rsa.PublicKey); ok {
 		if bits := pub.N.BitLen(); bits < MinRSABits || bits > MaxRSABits {
-			return named(SkipWeakRSA, fmt.Sprintf("RSA modulus of %d bits, outside %d to %d", bits, MinRSABits, MaxRSABits))
+			return named(skipWeakRSA, fmt.Sprintf("RSA modulus of %d bits, outside %d to %d", bits, MinRSABits, MaxRSABits))
 		}
 		if pub.E < 3 || pub.E%2 == 0 || len(m.E) > 6 {
-			return named(SkipInvalid, "RSA exponent out of range")
+			return named(skipInvalid, "RSA exponent out of range")
 		}
 	}
 	if m.ALG != "" {
 		own := algBit(string(m.ALG))
 		if own == 0 || !fits.has(own) {
-			return named(SkipAlgMismatch, fmt.Sprintf("alg %q does not fit kty %q crv %q", m.ALG, m.KTY, m.CRV))
+			return named(skipAlgMismatch, fmt.Sprintf("alg %q does not fit kty %q crv %q", m.ALG, m.KTY, m.CRV))
 		}
 		fits = own
 	}
 	if fits&allowed == 0 {
-		return named(SkipNotAllowed, fmt.Sprintf("the key verifies only %s, none of which the issuer allows", fits))
+		return named(skipNotAllowed, fmt.Sprintf("the key verifies only %s, none of which the issuer allows", fits))
 	}
 	return jwk, m.KID, "", ""
 }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/MicahParks/jwkset"
+
+	"github.com/tokengate/tokengate/internal/joined"
 )
 
 var (
@@ -65,32 +67,32 @@ func TestParseKey(t *testing.T) {
 		{"Ed25519", jwk(t, edPub, map[string]any{"kid": "a"}), all, ""},
 		{"key_ops verify", jwk(t, &p256.PublicKey, map[string]any{"key_ops": []string{"verify"}}), all, ""},
 
-		{"oct", json.RawMessage(`{"kty":"oct","kid":"h","k":"c2VjcmV0"}`), all, SkipSymmetric},
-		{"use enc", jwk(t, &rsa2048.PublicKey, map[string]any{"use": "enc"}), all, SkipEncryption},
-		{"use misspelled", jwk(t, &rsa2048.PublicKey, map[string]any{"use": "signature"}), all, SkipInvalid},
-		{"key_ops without verify", jwk(t, &rsa2048.PublicKey, map[string]any{"key_ops": []string{"encrypt"}}), all, SkipKeyOps},
-		{"RSA 1024", jwk(t, &rsa1024.PublicKey, nil), all, SkipWeakRSA},
-		{"RSA exponent 1", jwk(t, &rsa2048.PublicKey, map[string]any{"e": "AQ"}), all, SkipInvalid},
-		{"RSA even exponent", jwk(t, &rsa2048.PublicKey, map[string]any{"e": b64(big.NewInt(65536).Bytes())}), all, SkipInvalid},
-		{"RSA huge exponent", jwk(t, &rsa2048.PublicKey, map[string]any{"e": b64(make([]byte, 9))}), all, SkipInvalid},
-		{"private RSA members", jwk(t, &rsa2048.PublicKey, map[string]any{"d": b64(rsa2048.D.Bytes())}), all, SkipPrivate},
-		{"private EC member", jwk(t, &p256.PublicKey, map[string]any{"d": b64(mustBytes(p256.Bytes()))}), all, SkipPrivate},
-		{"EC off the curve (X7)", json.RawMessage(`{"kty":"EC","crv":"P-256","x":"AQ","y":"AQ"}`), all, SkipInvalid},
-		{"EC bad base64", json.RawMessage(`{"kty":"EC","crv":"P-256","x":"!!","y":"AQ"}`), all, SkipInvalid},
-		{"secp256k1", json.RawMessage(`{"kty":"EC","crv":"secp256k1","x":"AQ","y":"AQ"}`), all, SkipUnsupported},
-		{"X25519 is not a signing key", jwk(t, x25519.PublicKey(), nil), all, SkipUnsupported},
-		{"Ed448", json.RawMessage(`{"kty":"OKP","crv":"Ed448","x":"AQ"}`), all, SkipUnsupported},
-		{"unknown kty", json.RawMessage(`{"kty":"PQC","x":"AQ"}`), all, SkipUnsupported},
-		{"not an object", json.RawMessage(`[1,2]`), all, SkipInvalid},
-		{"kid of the wrong type", json.RawMessage(`{"kty":"RSA","kid":7}`), all, SkipInvalid},
-		{"RSA key with alg ES256", jwk(t, &rsa2048.PublicKey, map[string]any{"alg": "ES256"}), all, SkipAlgMismatch},
-		{"P-384 key with alg ES256", jwk(t, &p384.PublicKey, map[string]any{"alg": "ES256"}), all, SkipAlgMismatch},
-		{"RSA key with an encryption alg", jwk(t, &rsa2048.PublicKey, map[string]any{"alg": "RSA-OAEP"}), all, SkipAlgMismatch},
-		{"RSA key with alg HS256", jwk(t, &rsa2048.PublicKey, map[string]any{"alg": "HS256"}), all, SkipAlgMismatch},
-		{"EC key when only RSA is allowed", jwk(t, &p256.PublicKey, nil), algBit("RS256"), SkipNotAllowed},
-		{"RSA key with alg PS512, issuer allows RS256 only", jwk(t, &rsa2048.PublicKey, map[string]any{"alg": "PS512"}), algBit("RS256"), SkipNotAllowed},
-		{"kid with a newline", jwk(t, &p256.PublicKey, map[string]any{"kid": "a\nb"}), all, SkipKIDInvalid},
-		{"kid of 300 bytes", jwk(t, &p256.PublicKey, map[string]any{"kid": strings.Repeat("k", 300)}), all, SkipKIDInvalid},
+		{"oct", json.RawMessage(`{"kty":"oct","kid":"h","k":"c2VjcmV0"}`), all, skipSymmetric},
+		{"use enc", jwk(t, &rsa2048.PublicKey, map[string]any{"use": "enc"}), all, skipEncryption},
+		{"use misspelled", jwk(t, &rsa2048.PublicKey, map[string]any{"use": "signature"}), all, skipInvalid},
+		{"key_ops without verify", jwk(t, &rsa2048.PublicKey, map[string]any{"key_ops": []string{"encrypt"}}), all, skipKeyOps},
+		{"RSA 1024", jwk(t, &rsa1024.PublicKey, nil), all, skipWeakRSA},
+		{"RSA exponent 1", jwk(t, &rsa2048.PublicKey, map[string]any{"e": "AQ"}), all, skipInvalid},
+		{"RSA even exponent", jwk(t, &rsa2048.PublicKey, map[string]any{"e": b64(big.NewInt(65536).Bytes())}), all, skipInvalid},
+		{"RSA huge exponent", jwk(t, &rsa2048.PublicKey, map[string]any{"e": b64(make([]byte, 9))}), all, skipInvalid},
+		{"private RSA members", jwk(t, &rsa2048.PublicKey, map[string]any{"d": b64(rsa2048.D.Bytes())}), all, skipPrivate},
+		{"private EC member", jwk(t, &p256.PublicKey, map[string]any{"d": b64(mustBytes(p256.Bytes()))}), all, skipPrivate},
+		{"EC off the curve (X7)", json.RawMessage(`{"kty":"EC","crv":"P-256","x":"AQ","y":"AQ"}`), all, skipInvalid},
+		{"EC bad base64", json.RawMessage(`{"kty":"EC","crv":"P-256","x":"!!","y":"AQ"}`), all, skipInvalid},
+		{"secp256k1", json.RawMessage(`{"kty":"EC","crv":"secp256k1","x":"AQ","y":"AQ"}`), all, skipUnsupported},
+		{"X25519 is not a signing key", jwk(t, x25519.PublicKey(), nil), all, skipUnsupported},
+		{"Ed448", json.RawMessage(`{"kty":"OKP","crv":"Ed448","x":"AQ"}`), all, skipUnsupported},
+		{"unknown kty", json.RawMessage(`{"kty":"PQC","x":"AQ"}`), all, skipUnsupported},
+		{"not an object", json.RawMessage(`[1,2]`), all, skipInvalid},
+		{"kid of the wrong type", json.RawMessage(`{"kty":"RSA","kid":7}`), all, skipInvalid},
+		{"RSA key with alg ES256", jwk(t, &rsa2048.PublicKey, map[string]any{"alg": "ES256"}), all, skipAlgMismatch},
+		{"P-384 key with alg ES256", jwk(t, &p384.PublicKey, map[string]any{"alg": "ES256"}), all, skipAlgMismatch},
+		{"RSA key with an encryption alg", jwk(t, &rsa2048.PublicKey, map[string]any{"alg": "RSA-OAEP"}), all, skipAlgMismatch},
+		{"RSA key with alg HS256", jwk(t, &rsa2048.PublicKey, map[string]any{"alg": "HS256"}), all, skipAlgMismatch},
+		{"EC key when only RSA is allowed", jwk(t, &p256.PublicKey, nil), algBit("RS256"), skipNotAllowed},
+		{"RSA key with alg PS512, issuer allows RS256 only", jwk(t, &rsa2048.PublicKey, map[string]any{"alg": "PS512"}), algBit("RS256"), skipNotAllowed},
+		{"kid with a newline", jwk(t, &p256.PublicKey, map[string]any{"kid": "a\nb"}), all, skipKIDInvalid},
+		{"kid of 300 bytes", jwk(t, &p256.PublicKey, map[string]any{"kid": strings.Repeat("k", 300)}), all, skipKIDInvalid},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -118,7 +120,7 @@ func TestParseJWKS(t *testing.T) {
 	t.Run("duplicate kid: the first stays (K4)", func(t *testing.T) {
 		for _, order := range [][]json.RawMessage{{good, other}, {other, good}} {
 			p, err := parseJWKS(doc(order...), 0xffff, 100)
-			if err != nil || len(p.keys) != 1 || p.skipped[0].reason != SkipDuplicateKID {
+			if err != nil || len(p.keys) != 1 || p.skipped[0].reason != skipDuplicateKID {
 				t.Fatalf("keys %d skipped %+v err %v", len(p.keys), p.skipped, err)
 			}
 			if string(jwk(t, p.keys[0].Key(), map[string]any{"kid": "a"})) != string(order[0]) {
@@ -191,21 +193,21 @@ func TestConfigValidation(t *testing.T) {
 		field string
 		want  string
 	}{
-		{"no issuer", Config{}, "issuer", "required"},
-		{"http issuer", Config{Issuer: "http://auth.example.com"}, "issuer", "plain http"},
-		{"ftp issuer", Config{Issuer: "ftp://auth.example.com"}, "issuer", "https"},
-		{"relative issuer", Config{Issuer: "auth.example.com"}, "issuer", "absolute"},
-		{"issuer with query", Config{Issuer: "https://a.example.com/?x=1"}, "issuer", "query"},
-		{"issuer with credentials", Config{Issuer: "https://u:p@a.example.com"}, "issuer", "credentials"},
-		{"http jwksURI", Config{Issuer: "https://a.example.com", JWKSURI: "http://a.example.com/jwks"}, "jwksURI", "plain http"},
-		{"both sources", Config{Issuer: "https://a.example.com", JWKSURI: "https://a.example.com/j", JWKSFile: "/x"}, "jwksFile", "not both"},
-		{"empty algorithms (X34)", Config{Issuer: "https://a.example.com", Algorithms: []string{}}, "algorithms", "empty"},
-		{"HS256", Config{Issuer: "https://a.example.com", Algorithms: []string{"RS256", "HS256"}}, "algorithms", "HMAC"},
-		{"none", Config{Issuer: "https://a.example.com", Algorithms: []string{"none"}}, "algorithms", "never"},
-		{"lower case", Config{Issuer: "https://a.example.com", Algorithms: []string{"rs256"}}, "algorithms", "case-sensitive"},
-		{"min over max", Config{Issuer: "https://a.example.com", Refresh: Refresh{Min: time.Hour, Max: time.Minute}}, "refresh.min", "longer"},
-		{"negative wait", Config{Issuer: "https://a.example.com", Refresh: Refresh{UnknownKIDWait: -1}}, "refresh.unknownKidWait", "positive"},
-		{"missing CA file", Config{Issuer: "https://a.example.com", CAFile: dir + "/none.pem"}, "caFile", "cannot be read"},
+		{"no issuer", Config{}, "Issuer", "required"},
+		{"http issuer", Config{Issuer: "http://auth.example.com"}, "Issuer", "plain http"},
+		{"ftp issuer", Config{Issuer: "ftp://auth.example.com"}, "Issuer", "https"},
+		{"relative issuer", Config{Issuer: "auth.example.com"}, "Issuer", "absolute"},
+		{"issuer with query", Config{Issuer: "https://a.example.com/?x=1"}, "Issuer", "query"},
+		{"issuer with credentials", Config{Issuer: "https://u:p@a.example.com"}, "Issuer", "credentials"},
+		{"http jwksURI", Config{Issuer: "https://a.example.com", JWKSURI: "http://a.example.com/jwks"}, "JWKSURI", "plain http"},
+		{"both sources", Config{Issuer: "https://a.example.com", JWKSURI: "https://a.example.com/j", JWKSFile: "/x"}, "JWKSFile", "not both"},
+		{"empty algorithms (X34)", Config{Issuer: "https://a.example.com", Algorithms: []string{}}, "Algorithms", "empty"},
+		{"HS256", Config{Issuer: "https://a.example.com", Algorithms: []string{"RS256", "HS256"}}, "Algorithms", "HMAC"},
+		{"none", Config{Issuer: "https://a.example.com", Algorithms: []string{"none"}}, "Algorithms", "never"},
+		{"lower case", Config{Issuer: "https://a.example.com", Algorithms: []string{"rs256"}}, "Algorithms", "case-sensitive"},
+		{"min over max", Config{Issuer: "https://a.example.com", Refresh: Refresh{Min: time.Hour, Max: time.Minute}}, "Refresh.Min", "longer"},
+		{"negative wait", Config{Issuer: "https://a.example.com", Refresh: Refresh{UnknownKIDWait: -1}}, "Refresh.UnknownKIDWait", "positive"},
+		{"missing CA file", Config{Issuer: "https://a.example.com", CAFile: dir + "/none.pem"}, "CAFile", "cannot be read"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -215,7 +217,7 @@ func TestConfigValidation(t *testing.T) {
 				t.Fatalf("err = %v, want a *ConfigError", err)
 			}
 			found := false
-			for _, e := range flatten(err) {
+			for _, e := range joined.Flatten(err) {
 				if errors.As(e, &ce) && ce.Field == tc.field && strings.Contains(ce.Problem, tc.want) {
 					found = true
 				}
@@ -227,7 +229,7 @@ func TestConfigValidation(t *testing.T) {
 	}
 	t.Run("every problem at once", func(t *testing.T) {
 		_, _, err := Config{Issuer: "http://a.example.com", Algorithms: []string{"HS256", "none"}}.withDefaults().validate()
-		if n := len(flatten(err)); n != 3 {
+		if n := len(joined.Flatten(err)); n != 3 {
 			t.Fatalf("%d problems reported, want 3: %v", n, err)
 		}
 	})

@@ -257,14 +257,24 @@ func (s *Set) Keyfunc(ctx context.Context) jwt.Keyfunc {
 // allowed. Adding keys does not count.
 func (s *Set) Removals() uint64 { return s.st.removals.Load() }
 
-// Storage is the jwkset storage that holds the keys. It is read-mostly: writing to it
-// bypasses the checks of a fetch.
-func (s *Set) Storage() jwkset.Storage { return s.st }
+// KeyIDs lists the kids of the keys the set holds now, in the order the issuer
+// published them, for diagnostics (the check command names them when a token's kid is
+// unknown). Keys without a kid are left out. The keys themselves stay inside the set: a
+// key can only enter it through a fetch and its checks.
+func (s *Set) KeyIDs() []string {
+	var kids []string
+	for _, k := range s.st.load().all {
+		if kid := k.Marshal().KID; kid != "" {
+			kids = append(kids, kid)
+		}
+	}
+	return kids
+}
 
 // Refresh fetches the keys now, sharing a fetch already in flight, and returns its
 // outcome. A failed fetch keeps the last good keys.
 func (s *Set) Refresh(ctx context.Context) error {
-	f := s.startFetch(TriggerScheduled)
+	f := s.startFetch(triggerScheduled)
 	if f == nil {
 		return ErrClosed
 	}
@@ -319,7 +329,7 @@ func (s *Set) Close() {
 // after failures.
 func (s *Set) run() {
 	defer s.wg.Done()
-	trigger := TriggerStartup
+	trigger := triggerStartup
 	backoff := time.Second
 	for {
 		f := s.startFetch(trigger)
@@ -340,7 +350,7 @@ func (s *Set) run() {
 			wait = s.interval()
 		}
 		if s.Ready() {
-			trigger = TriggerScheduled
+			trigger = triggerScheduled
 		}
 		timer := time.NewTimer(jitter(wait))
 		select {
@@ -387,6 +397,32 @@ func (s *Set) startFetch(trigger string) *fetch {
 	if s.inflight != nil {
 		return s.inflight
 	}
+	return s.startLocked(trigger)
+}
+
+// budgetedFetch returns the fetch in flight, or starts one when the unknown-kid rate
+// limit allows; nil when the budget is spent. ErrClosed once the Set is closed. The
+// look, the limit and the start hold one lock: with a gap between the limiter's yes and
+// the start, a second caller would find no fetch in flight, be refused by the limiter,
+// and give up on a kid that the first caller's fetch was about to bring.
+func (s *Set) budgetedFetch(trigger string) (*fetch, error) {
+	now := s.now() // a caller's clock, never called under the lock
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if s.inflight != nil {
+		return s.inflight, nil
+	}
+	if !s.limiter.AllowN(now, 1) {
+		return nil, nil
+	}
+	return s.startLocked(trigger), nil
+}
+
+// startLocked starts a fetch; s.mu is held and no fetch is in flight.
+func (s *Set) startLocked(trigger string) *fetch {
 	f := &fetch{done: make(chan struct{})}
 	s.inflight = f
 	s.wg.Add(1)
@@ -407,13 +443,6 @@ func (s *Set) startFetch(trigger string) *fetch {
 	return f
 }
 
-// inFlight returns the fetch in flight, or nil.
-func (s *Set) inFlight() *fetch {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.inflight
-}
-
 // load fetches and installs the keys once, and records the outcome.
 func (s *Set) load(trigger string) error {
 	ctx, cancel := context.WithTimeout(s.ctx, 2*s.cfg.HTTPTimeout)
@@ -427,7 +456,7 @@ func (s *Set) load(trigger string) error {
 		if s.ctx.Err() != nil {
 			return err // shutting down: not a failure of the issuer
 		}
-		s.metrics.refreshed(s.cfg.Issuer, ResultError, trigger)
+		s.metrics.refreshed(s.cfg.Issuer, resultError, trigger)
 		if s.Ready() {
 			s.log.Warn("fetching keys failed; the last good keys stay in use", "trigger", trigger, "keys", len(s.st.load().all), "error", err)
 		} else {
@@ -442,7 +471,7 @@ func (s *Set) load(trigger string) error {
 	s.mu.Unlock()
 	s.metrics.refreshed(s.cfg.Issuer, result, trigger)
 	s.metrics.succeeded(s.cfg.Issuer, now)
-	if result != ResultUpdated {
+	if result != resultUpdated {
 		return nil
 	}
 
@@ -472,7 +501,7 @@ func (s *Set) fetchKeys(ctx context.Context) (string, parsedSet, error) {
 		same := stamp.mod.Equal(s.file.mod) && stamp.size == s.file.size && s.Ready()
 		s.mu.Unlock()
 		if same {
-			return ResultNotModified, parsedSet{}, nil
+			return resultNotModified, parsedSet{}, nil
 		}
 		if st.Size() > s.cfg.MaxResponseBytes {
 			return "", parsedSet{}, fmt.Errorf("%w: %s is %d bytes, over the cap of %d", ErrFetch, s.cfg.JWKSFile, st.Size(), s.cfg.MaxResponseBytes)
@@ -515,7 +544,7 @@ func (s *Set) fetchKeys(ctx context.Context) (string, parsedSet, error) {
 		s.etag = r.etag
 		s.mu.Unlock()
 		if r.notModified {
-			return ResultNotModified, parsedSet{}, nil
+			return resultNotModified, parsedSet{}, nil
 		}
 		body = r.body
 	}
@@ -525,7 +554,7 @@ func (s *Set) fetchKeys(ctx context.Context) (string, parsedSet, error) {
 	same := bytes.Equal(sum[:], s.bodySum[:]) && s.Ready()
 	s.mu.Unlock()
 	if same {
-		return ResultNotModified, parsedSet{}, nil
+		return resultNotModified, parsedSet{}, nil
 	}
 	parsed, err := parseJWKS(body, s.allowed, s.cfg.MaxKeys)
 	if err != nil {
@@ -537,7 +566,7 @@ func (s *Set) fetchKeys(ctx context.Context) (string, parsedSet, error) {
 	s.mu.Lock()
 	s.bodySum = sum
 	s.mu.Unlock()
-	return ResultUpdated, parsed, nil
+	return resultUpdated, parsed, nil
 }
 
 // onMiss handles a kid that the set lacks (docs/standards.md D5, X21): it waits for a
@@ -548,19 +577,17 @@ func (s *Set) onMiss(ctx context.Context, kid string) (jwkset.JWK, error) {
 	if s.neg.contains(kid, s.now()) {
 		return jwkset.JWK{}, s.missErr()
 	}
-	f := s.inFlight()
+	f, err := s.budgetedFetch(triggerUnknownKID)
+	if err != nil {
+		return jwkset.JWK{}, err
+	}
 	if f == nil {
-		if !s.limiter.AllowN(s.now(), 1) {
-			// A fetch may have finished since the first look.
-			if k, ok := s.st.readCached(kid); ok {
-				return k, nil
-			}
-			s.neg.add(kid, s.now())
-			return jwkset.JWK{}, s.missErr()
+		// A fetch may have finished since the first look.
+		if k, ok := s.st.readCached(kid); ok {
+			return k, nil
 		}
-		if f = s.startFetch(TriggerUnknownKID); f == nil {
-			return jwkset.JWK{}, ErrClosed
-		}
+		s.neg.add(kid, s.now())
+		return jwkset.JWK{}, s.missErr()
 	}
 	timer := time.NewTimer(s.cfg.Refresh.UnknownKIDWait)
 	defer timer.Stop()
@@ -593,15 +620,13 @@ func (s *Set) Recheck(ctx context.Context, kid string) bool {
 	if !ok {
 		return false
 	}
-	f := s.inFlight()
+	f, err := s.budgetedFetch(triggerSignature)
+	if err != nil {
+		return false
+	}
 	if f == nil {
-		if !s.limiter.AllowN(s.now(), 1) {
-			after, ok := s.st.readCached(kid)
-			return ok && !sameKey(before, after) // a fetch may have finished since
-		}
-		if f = s.startFetch(TriggerSignature); f == nil {
-			return false
-		}
+		after, ok := s.st.readCached(kid)
+		return ok && !sameKey(before, after) // a fetch may have finished since
 	}
 	timer := time.NewTimer(s.cfg.Refresh.UnknownKIDWait)
 	defer timer.Stop()

@@ -12,12 +12,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tokengate/tokengate/jwks"
@@ -414,17 +414,8 @@ func TestRemovalsCountKeysTakenAway(t *testing.T) {
 		t.Fatalf("a key revoked: %d removals, want 1", n)
 	}
 	// A different key under a kid the set holds is a removal too.
-	other, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwk, err := jwkset.NewJWKFromKey(&other.PublicKey, jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: "ec-1", USE: jwkset.UseSig}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := set.Storage().KeyWrite(context.Background(), jwk); err != nil {
-		t.Fatal(err)
-	}
+	srv.ReplaceKey(jwkstest.MustGenerateKey("ec-1", "ES256"))
+	refresh()
 	if n := set.Removals(); n != 2 {
 		t.Fatalf("a key replaced under its kid: %d removals, want 2", n)
 	}
@@ -899,4 +890,46 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+func TestKeyIDsIsAReadOnlyView(t *testing.T) {
+	srv := server(t)
+	srv.SetDown(true)
+	set := newSet(t, srv, nil)
+	if kids := set.KeyIDs(); len(kids) != 0 {
+		t.Fatalf("KeyIDs before the first load = %v", kids)
+	}
+	srv.SetDown(false)
+	ready(t, set)
+	want := []string{"rsa-1", "ec-1", "ed-1"}
+	kids := set.KeyIDs()
+	if !slices.Equal(kids, want) {
+		t.Fatalf("KeyIDs = %v, want %v in the issuer's order", kids, want)
+	}
+	kids[0] = "planted"
+	if again := set.KeyIDs(); !slices.Equal(again, want) {
+		t.Fatalf("changing the returned slice changed the set: %v", again)
+	}
+	srv.Publish("ec-1", false)
+	if err := set.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if kids := set.KeyIDs(); !slices.Equal(kids, []string{"rsa-1", "ed-1"}) {
+		t.Fatalf("KeyIDs after a revocation = %v", kids)
+	}
+}
+
+func TestDefaultAlgorithmsIsACopy(t *testing.T) {
+	algs := jwks.DefaultAlgorithms()
+	algs[0] = "HS256"
+	if got := jwks.DefaultAlgorithms()[0]; got != "RS256" {
+		t.Fatalf("changing the returned slice changed the default: %q", got)
+	}
+	// The default a Set applies is not the caller's slice either.
+	srv := server(t)
+	set := newSet(t, srv, nil)
+	ready(t, set)
+	if err := verify(context.Background(), set, srv.MustMint(nil)); err != nil {
+		t.Fatalf("an RS256 token after the caller changed its copy: %v", err)
+	}
 }

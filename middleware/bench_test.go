@@ -82,7 +82,7 @@ func BenchmarkDecision(b *testing.B) {
 			}
 		})
 		b.Run("jwt-parse-"+k.alg, func(b *testing.B) {
-			parser := jwt.NewParser(jwt.WithValidMethods(jwks.DefaultAlgorithms))
+			parser := jwt.NewParser(jwt.WithValidMethods(jwks.DefaultAlgorithms()))
 			pub := key.Public()
 			keyfunc := func(*jwt.Token) (any, error) { return pub, nil }
 			b.ReportAllocs()

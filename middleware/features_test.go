@@ -393,12 +393,12 @@ func TestConfigErrors(t *testing.T) {
 		mut   func(*middleware.Config)
 		field string
 	}{
-		{"no issuers", func(c *middleware.Config) { c.Issuers = nil }, "issuers"},
+		{"no issuers", func(c *middleware.Config) { c.Issuers = nil }, "Issuers"},
 		{"empty audiences (X34)", func(c *middleware.Config) { c.Issuers[0].Audiences = nil }, "Issuers[0].Audiences"},
 		{"blank audience", func(c *middleware.Config) { c.Issuers[0].Audiences = []string{" "} }, "Issuers[0].Audiences[0]"},
-		{"empty algorithms (X34)", func(c *middleware.Config) { c.Issuers[0].Algorithms = []string{} }, "issuers[0].algorithms"},
-		{"HS256", func(c *middleware.Config) { c.Issuers[0].Algorithms = []string{"HS256"} }, "issuers[0].algorithms"},
-		{"plain http issuer", func(c *middleware.Config) { c.Issuers[0].Issuer = "http://auth.example.com" }, "issuers[0].issuer"},
+		{"empty algorithms (X34)", func(c *middleware.Config) { c.Issuers[0].Algorithms = []string{} }, "Issuers[0].Algorithms"},
+		{"HS256", func(c *middleware.Config) { c.Issuers[0].Algorithms = []string{"HS256"} }, "Issuers[0].Algorithms"},
+		{"plain http issuer", func(c *middleware.Config) { c.Issuers[0].Issuer = "http://auth.example.com" }, "Issuers[0].Issuer"},
 		{"bad token type", func(c *middleware.Config) { c.Issuers[0].TokenType = "JWT" }, "Issuers[0].TokenType"},
 		{"realm with a quote", func(c *middleware.Config) { c.Realm = `a"b` }, "Realm"},
 		{"leeway of an hour", func(c *middleware.Config) { c.Tokens.Leeway = time.Hour }, "Tokens.Leeway"},
@@ -445,7 +445,7 @@ func TestConfigErrors(t *testing.T) {
 		cfg.Issuers[0].Algorithms = []string{"none"}
 		cfg.Routes = []middleware.Route{{Match: "GET /{"}}
 		_, err := middleware.New(context.Background(), cfg, middleware.Options{})
-		for _, f := range []string{"Realm:", "Issuers[0].Audiences:", "issuers[0].algorithms:", "Routes[0].Match:"} {
+		for _, f := range []string{"Realm:", "Issuers[0].Audiences:", "Issuers[0].Algorithms:", "Routes[0].Match:"} {
 			if err == nil || !strings.Contains(err.Error(), f) {
 				t.Errorf("%v lacks %s", err, f)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tokengate/tokengate/internal/joined"
 	"github.com/tokengate/tokengate/jwks"
 )
 
@@ -121,11 +122,22 @@ func check(cfg Config, keys bool) (*routeTable, error) {
 	routes, routeErrs := compileRoutes(cfg.Routes, cfg.PathStyle)
 	errs = append(errs, routeErrs...)
 	if keys {
-		if err := jwks.Validate(keyConfigs(cfg)); err != nil {
-			errs = append(errs, err)
-		}
+		errs = append(errs, issuerErrors(jwks.Validate(keyConfigs(cfg)))...)
 	}
 	return routes, errors.Join(errs...)
+}
+
+// issuerErrors names jwks's problems by their path in Config: jwks calls a field of its
+// i-th configuration "[i].JWKSURI", which is Issuers[i].JWKSURI here.
+func issuerErrors(err error) []error {
+	errs := joined.Flatten(err)
+	for _, e := range errs {
+		var ce *jwks.ConfigError
+		if errors.As(e, &ce) {
+			ce.Field = "Issuers" + ce.Field
+		}
+	}
+	return errs
 }
 
 func keyConfigs(cfg Config) []jwks.Config {

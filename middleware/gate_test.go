@@ -6,8 +6,10 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -192,6 +194,13 @@ func TestKeysUnavailable(t *testing.T) {
 	e.check(t, "GET", "/orders/1", want{503, middleware.ReasonKeysUnavailable, "GET /orders/{id}", noError}, bearer(as.MustMint(jwkstest.Claims{"scope": "orders:read"})))
 	if ra := e.do("GET", "/orders/1", bearer(as.MustMint(nil))).Header().Get("Retry-After"); ra == "" {
 		t.Fatal("503 without Retry-After")
+	}
+	// One sentinel: a caller of either package tests the same error.
+	r := httptest.NewRequest("GET", "/orders/1", nil)
+	r.Header.Set("Authorization", "Bearer "+as.MustMint(nil))
+	d := gate.Decide(r)
+	if !errors.Is(d.Err, middleware.ErrKeysUnavailable) || !errors.Is(d.Err, jwks.ErrKeysUnavailable) || errors.Is(d.Err, middleware.ErrInvalidToken) {
+		t.Fatalf("Decide with no keys: %v", d.Err)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+
+	"github.com/tokengate/tokengate/jwks"
 )
 
 // Reason is why a request was allowed or denied: one of the bounded set below, which is
@@ -91,8 +93,9 @@ var (
 	ErrInsufficientScope = errors.New("insufficient scope")
 	// ErrNoRoute: no route allows the request (403).
 	ErrNoRoute = errors.New("no route allows the request")
-	// ErrKeysUnavailable: the issuer's keys were never loaded (503).
-	ErrKeysUnavailable = errors.New("keys unavailable")
+	// ErrKeysUnavailable: the issuer's keys were never loaded (503). It is
+	// jwks.ErrKeysUnavailable, so one errors.Is test holds for both packages.
+	ErrKeysUnavailable = jwks.ErrKeysUnavailable
 )
 
 // Error is a denial: the bounded Reason, and the cause for logs and the check command.

@@ -52,7 +52,7 @@ func newVerifier(cfg Config, keys KeySource, now func() time.Time) *verifier {
 		}
 		algs := iss.Algorithms
 		if algs == nil {
-			algs = jwks.DefaultAlgorithms
+			algs = jwks.DefaultAlgorithms()
 		}
 		// The parser checks the union; each issuer's own allowlist is checked by its key
 		// set (jwks.ErrAlgorithm).

@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tokengate/tokengate/internal/clip"
+	"github.com/tokengate/tokengate/internal/joined"
 	"github.com/tokengate/tokengate/jwks"
 	"github.com/tokengate/tokengate/middleware"
 )
@@ -658,22 +659,10 @@ func (c Config) resolve(p Purpose) (*Loaded, []error) {
 		gc.Routes = append(gc.Routes, middleware.Route{Match: r.Match, Public: r.Public, Scopes: r.Scopes, AnyScopes: r.AnyScopes, Shadow: r.Shadow, WebSocket: r.WebSocket})
 	}
 	if err := middleware.Validate(gc); err != nil {
-		errs = append(errs, flatten(err)...)
+		errs = append(errs, joined.Flatten(err)...)
 	}
 	l.Gate = gc
 	return l, errs
-}
-
-// flatten undoes errors.Join, recursively.
-func flatten(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, flatten(e)...)
-		}
-		return out
-	}
-	return []error{err}
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tokengate/tokengate/internal/joined"
 	"github.com/tokengate/tokengate/sidecar"
 )
 
@@ -64,7 +65,7 @@ forward:
 			}
 			return
 		}
-		for _, e := range flatten(err) {
+		for _, e := range joined.Flatten(err) {
 			var p *sidecar.Problem
 			if !errors.As(e, &p) {
 				t.Fatalf("a problem that is not a *sidecar.Problem: %T %v", e, e)
@@ -77,11 +78,4 @@ forward:
 			}
 		}
 	})
-}
-
-func flatten(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
 }

@@ -71,7 +71,7 @@ func TestConfigurationDocIsComplete(t *testing.T) {
 	}
 
 	// The defaults the documentation states are the ones the code applies.
-	algs := append([]string(nil), jwks.DefaultAlgorithms...)
+	algs := jwks.DefaultAlgorithms()
 	var claims []string
 	for c, h := range sidecar.DefaultClaimHeaders() {
 		claims = append(claims, c+": "+h)

@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tokengate/tokengate/internal/joined"
 	"github.com/tokengate/tokengate/middleware"
 )
 
@@ -159,7 +160,7 @@ func checkProblems(t *testing.T, name string, data []byte, err error) {
 		t.Fatalf("%d bytes of file gave %d bytes of error, more than %d", len(data), len(err.Error()), limit)
 	}
 	lines := lineBreaks(data) + 2
-	for _, e := range flatten(err) {
+	for _, e := range joined.Flatten(err) {
 		var p *Problem
 		if !errors.As(e, &p) {
 			t.Fatalf("a problem that is not a *Problem: %T %v", e, e)

@@ -165,13 +165,7 @@ func explain(w io.Writer, l *sidecar.Loaded, gate *middleware.Gate, d middleware
 	case middleware.ReasonUnknownKey:
 		why = fmt.Sprintf("no key with kid %s in the key set of %s", jsonText(hdr["kid"]), jsonText(claims["iss"]))
 		if set, ok := gate.KeySets().Set(stringClaim(claims, "iss")); ok {
-			if keys, err := set.Storage().KeyReadAll(context.Background()); err == nil {
-				var kids []string
-				for _, k := range keys {
-					kids = append(kids, k.Marshal().KID)
-				}
-				why += fmt.Sprintf(" (it has: %s)", strings.Join(kids, ", "))
-			}
+			why += fmt.Sprintf(" (it has: %s)", strings.Join(set.KeyIDs(), ", "))
 		}
 	case middleware.ReasonSignature:
 		why = fmt.Sprintf("the signature does not verify with key %s of %s: the token was altered, or signed by another key", jsonText(hdr["kid"]), jsonText(claims["iss"]))

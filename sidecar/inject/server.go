@@ -122,7 +122,7 @@ type certReloader struct {
 
 	mu      sync.Mutex
 	cert    *tls.Certificate
-	stamp   [2]time.Time
+	stamp   stamp
 	checked time.Time
 }
 
@@ -144,14 +144,36 @@ func (c *certReloader) load() error {
 	return nil
 }
 
-func (c *certReloader) stamps() [2]time.Time {
-	var s [2]time.Time
+// stamp identifies the versions of the two files. A modification time alone misses a
+// renewal written within the file system's timestamp tick of the previous one (a few
+// milliseconds), and rename keeps the new file's time; the file's identity (a renamed
+// or re-linked file is a new inode, as a Secret volume's update is) and size catch it.
+type stamp [2]os.FileInfo
+
+func (c *certReloader) stamps() stamp {
+	var s stamp
 	for i, f := range []string{c.certFile, c.keyFile} {
 		if st, err := os.Stat(f); err == nil {
-			s[i] = st.ModTime()
+			s[i] = st
 		}
 	}
 	return s
+}
+
+func (s stamp) same(o stamp) bool {
+	for i := range s {
+		a, b := s[i], o[i]
+		if a == nil || b == nil {
+			if a != b {
+				return false
+			}
+			continue
+		}
+		if !os.SameFile(a, b) || !a.ModTime().Equal(b.ModTime()) || a.Size() != b.Size() {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -159,7 +181,7 @@ func (c *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	defer c.mu.Unlock()
 	if now := time.Now(); now.Sub(c.checked) > time.Second {
 		c.checked = now
-		if st := c.stamps(); st != c.stamp {
+		if st := c.stamps(); !st.same(c.stamp) {
 			if err := c.load(); err != nil {
 				c.log.Error("new serving certificate not loaded; the previous one stays", "error", err)
 				c.stamp = st // do not retry on every handshake
