@@ -13,13 +13,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tokengate/tokengate/internal/e2etest"
 	"github.com/tokengate/tokengate/jwks"
 )
 
 func TestZeroOptionsWork(t *testing.T) {
 	// Options{} is enough: logs go to slog.Default(), the clock is time.Now, nothing is
 	// counted.
-	var buf syncBuffer
+	var buf e2etest.LockedBuffer
 	orig, out, flags := slog.Default(), log.Writer(), log.Flags()
 	defer func() {
 		// SetDefault also sent the log package's output to the handler: undo both.
@@ -63,7 +64,7 @@ func TestCloseWaitsForTheFetchInFlight(t *testing.T) {
 	// Close returns once the Set's goroutines are done: a fetch in flight has been
 	// cancelled and has recorded its outcome, which is not a failure of the issuer (no
 	// error counted, nothing logged).
-	var logs syncBuffer
+	var logs e2etest.LockedBuffer
 	reg := prometheus.NewRegistry()
 	m, err := jwks.NewMetrics(reg)
 	if err != nil {

@@ -1,7 +1,6 @@
 package jwks_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/tokengate/tokengate/internal/metricstest"
 	"github.com/tokengate/tokengate/jwks"
 	"github.com/tokengate/tokengate/jwks/jwkstest"
 )
@@ -55,28 +55,7 @@ func TestMetricsGolden(t *testing.T) {
 	}
 
 	names := []string{"tokengate_jwks_refreshes_total", "tokengate_jwks_keys", "tokengate_jwks_skipped_keys"}
-	golden := filepath.Join("testdata", "metrics.golden")
-	if *update {
-		var buf bytes.Buffer
-		mfs, _ := reg.Gather()
-		for _, mf := range mfs {
-			for _, n := range names {
-				if mf.GetName() == n {
-					writeText(&buf, mf)
-				}
-			}
-		}
-		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := testutil.GatherAndCompare(reg, bytes.NewReader(want), names...); err != nil {
-		t.Fatal(err)
-	}
+	metricstest.Golden(t, reg, filepath.Join("testdata", "metrics.golden"), *update, names...)
 	if n, err := testutil.GatherAndCount(reg, "tokengate_jwks_last_success_timestamp_seconds"); err != nil || n != 1 {
 		t.Fatalf("last success series: %d, %v", n, err)
 	}

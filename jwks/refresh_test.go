@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tokengate/tokengate/internal/e2etest"
 	"github.com/tokengate/tokengate/jwks"
 	"github.com/tokengate/tokengate/jwks/jwkstest"
 )
@@ -572,7 +573,7 @@ func TestUnusableDocument(t *testing.T) {
 	// ETag: before the first load a 304 is never taken for one (the client does not ask
 	// for one). Before any load, a failure is logged as an error, and the skipped keys
 	// are named.
-	var logs syncBuffer
+	var logs e2etest.LockedBuffer
 	o := newOrigin(t, lightServer(t))
 	o.keys.SetJWKSBody([]byte(`{"keys":[{"kty":"oct","kid":"h1","k":"AAAA"}]}`))
 	o.set(func(o *origin) { o.etag = `"v1"` })

@@ -20,6 +20,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/tokengate/tokengate/internal/e2etest"
 	"github.com/tokengate/tokengate/jwks"
 	"github.com/tokengate/tokengate/jwks/jwkstest"
 )
@@ -834,7 +835,7 @@ func TestContextStopsTheSet(t *testing.T) {
 }
 
 func TestLogLines(t *testing.T) {
-	var buf syncBuffer
+	var buf e2etest.LockedBuffer
 	logger := slog.New(slog.NewJSONHandler(&buf, nil))
 	srv := server(t)
 	srv.SetExtraJWKs([]byte(`{"kty":"oct","kid":"h1","k":"AAAA"}`))
@@ -872,24 +873,6 @@ func TestTLSRedirectToPlainHTTPIsRefused(t *testing.T) {
 	if plain.JWKSFetches() != 0 {
 		t.Fatal("the plain http JWKS was fetched")
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the set's goroutines to log into.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestKeyIDsIsAReadOnlyView(t *testing.T) {

@@ -1,7 +1,6 @@
 package middleware_test
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"os"
@@ -11,8 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/common/expfmt"
 
+	"github.com/tokengate/tokengate/internal/metricstest"
 	"github.com/tokengate/tokengate/jwks"
 	"github.com/tokengate/tokengate/jwks/jwkstest"
 	"github.com/tokengate/tokengate/middleware"
@@ -62,28 +61,7 @@ func TestMetricsGolden(t *testing.T) {
 	e.do("POST", "/orders", bearer(ok))
 
 	names := []string{"tokengate_decisions_total", "tokengate_token_cache_requests_total"}
-	golden := filepath.Join("testdata", "metrics.golden")
-	if *update {
-		var buf bytes.Buffer
-		mfs, _ := reg.Gather()
-		for _, mf := range mfs {
-			for _, n := range names {
-				if mf.GetName() == n {
-					_, _ = expfmt.MetricFamilyToText(&buf, mf)
-				}
-			}
-		}
-		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := testutil.GatherAndCompare(reg, bytes.NewReader(want), names...); err != nil {
-		t.Fatal(err)
-	}
+	metricstest.Golden(t, reg, filepath.Join("testdata", "metrics.golden"), *update, names...)
 	// Histograms hold timings, so only their series are pinned.
 	for name, series := range map[string]int{
 		"tokengate_decision_duration_seconds": 3, // allowed, denied, shadow_denied

@@ -1,6 +1,8 @@
 // Package e2etest runs the real tokengate binary for end-to-end tests: it builds it
 // once per test binary, starts `tokengate sidecar` with a configuration on free loopback
-// ports, and reads its metrics and readiness.
+// ports, and reads its metrics and readiness. Its waiting and plumbing helpers
+// (Eventually, LockedBuffer, FreeAddr, FreePort) are the one copy every package's tests
+// use.
 package e2etest
 
 import (
