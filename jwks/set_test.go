@@ -141,6 +141,7 @@ func TestUnknownKIDTriggersOneSharedRefresh(t *testing.T) {
 }
 
 func TestUnknownKIDFlood(t *testing.T) {
+	t.Parallel()
 	// X21: 200 concurrent tokens with random kids cost the authorization server at most
 	// one fetch, and none of them waits past the bound.
 	srv := server(t)
@@ -298,6 +299,7 @@ func TestRequestContextCancelsOnlyItsOwnWait(t *testing.T) {
 }
 
 func TestOutageAtStartup(t *testing.T) {
+	t.Parallel()
 	srv := server(t)
 	srv.SetDown(true)
 	set := newSet(t, srv, func(c *jwks.Config) { c.Refresh.Min = 100 * time.Millisecond })
@@ -322,6 +324,7 @@ func TestOutageAtStartup(t *testing.T) {
 }
 
 func TestLastGoodKeysSurviveBadRefreshes(t *testing.T) {
+	t.Parallel()
 	// Outage, garbage, oversized documents, too many keys, an empty set, a redirect to
 	// another host: each refresh fails, and the last good keys stay (X24, X25).
 	other := server(t)
