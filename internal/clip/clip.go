@@ -8,7 +8,7 @@ import "unicode/utf8"
 // most n bytes that ends on a whole UTF-8 sequence, followed by "…". A log line never
 // holds half a character, which some log pipelines reject whole.
 func String(s string, n int) string {
-	if len(s) <= n {
+	if len(s) <= max(n, 0) {
 		return s
 	}
 	return Prefix(s, n) + "…"
@@ -20,17 +20,15 @@ func Prefix(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	if n < 0 {
-		n = 0
+	if n <= 0 {
+		return ""
 	}
-	cut := n
 	// Step back over the continuation bytes of a sequence that n splits, at most
-	// utf8.UTFMax-1 of them; invalid bytes are cut where they are.
-	for i := n; i > 0 && i > n-utf8.UTFMax; i-- {
+	// utf8.UTFMax-1 of them, down to the first byte of s.
+	for i := n; i >= 0 && i > n-utf8.UTFMax; i-- {
 		if utf8.RuneStart(s[i]) {
-			cut = i
-			break
+			return s[:i]
 		}
 	}
-	return s[:cut]
+	return s[:n] // invalid bytes are cut where they are
 }

@@ -28,9 +28,31 @@ func TestString(t *testing.T) {
 		{"a😀b", 4, "a…"},                         // 4-byte sequence
 		{"a😀b", 5, "a😀…"},                        // after it
 		{"\x80\x80\x80\x80\x80", 2, "\x80\x80…"}, // invalid bytes are cut where they are
+		{"éa", 1, "…"},                           // a first character split: nothing of it
+		{"€a", 2, "…"},
+		{"a\x80\x80\x80\x80b", 4, "a\x80\x80\x80…"}, // a start byte further back than a sequence reaches is not one
 	} {
 		if got := clip.String(c.in, c.n); got != c.want {
 			t.Errorf("String(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
+		}
+	}
+}
+
+func TestPrefix(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"abcd", 4, "abcd"}, // exactly n bytes: whole
+		{"abcd", 5, "abcd"},
+		{"abcd", 2, "ab"},
+		{"abcd", -1, ""},
+		{"aé", 2, "a"},
+		{"é", 1, ""},
+	} {
+		if got := clip.Prefix(c.in, c.n); got != c.want {
+			t.Errorf("Prefix(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
 		}
 	}
 }
