@@ -3,6 +3,8 @@ package middleware_test
 import (
 	"context"
 	"flag"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -129,5 +131,14 @@ func TestTokenAge(t *testing.T) {
 	e.do("GET", "/orders/1", bearer(e.as.MustMint(jwkstest.Claims{"scope": "orders:read", "iat": jwkstest.Absent}))) // no iat
 	if count, _, _ := age(); count != 3 {
 		t.Fatalf("count %d after a denied token and one without iat, want 3", count)
+	}
+	// Require decides on its own path, without the route table: it counts ages too.
+	h := e.gate.Require("orders:read")(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	r := httptest.NewRequest("GET", "/anything", nil)
+	r.Header.Set("Authorization", "Bearer "+e.as.MustMint(jwkstest.Claims{"scope": "orders:read", "iat": clk.Now().Add(-30 * time.Second).Unix(), "exp": clk.Now().Add(time.Hour).Unix()}))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if count, sum, _ := age(); w.Code != 200 || count != 4 || sum != 201-20+30 {
+		t.Fatalf("after a token 30 s old through Require: status %d, count %d, sum %g", w.Code, count, sum)
 	}
 }
