@@ -190,6 +190,8 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		"namespace name":      "webhook.excludedNamespaces={Not_A_Name}",
 		"ratio":               "monitoring.prometheusRule.rejectionRatio=2",
 		"issuer kind":         "certificates.certManager.issuerRef.kind=Vault",
+		"issuer without name": "certificates.certManager.issuerRef.kind=ClusterIssuer",
+		"empty issuer group":  "certificates.certManager.issuerRef.group=",
 		"unknown monitor key": "monitoring.podMonitor.intervall=1m",
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -430,5 +432,37 @@ func checkRules(t *testing.T, pr *prometheusRule) {
 	}
 	if alerts < 10 {
 		t.Errorf("%d alerts", alerts)
+	}
+}
+
+func TestCertManagerIssuerRef(t *testing.T) {
+	type ref struct{ Name, Kind, Group string }
+	for name, tc := range map[string]struct {
+		set  []string
+		want ref
+	}{
+		"the chart's own CA": {nil, ref{Name: "rel-tokengate-injector-ca", Kind: "Issuer"}},
+		"an Issuer by name":  {[]string{"certificates.certManager.issuerRef.name=corp-ca"}, ref{Name: "corp-ca", Kind: "Issuer"}},
+		"a ClusterIssuer": {[]string{"certificates.certManager.issuerRef.name=corp-ca", "certificates.certManager.issuerRef.kind=ClusterIssuer"},
+			ref{Name: "corp-ca", Kind: "ClusterIssuer"}},
+		"an external issuer keeps its group": {[]string{"certificates.certManager.issuerRef.name=pca", "certificates.certManager.issuerRef.kind=AWSPCAClusterIssuer", "certificates.certManager.issuerRef.group=awspca.cert-manager.io"},
+			ref{Name: "pca", Kind: "AWSPCAClusterIssuer", Group: "awspca.cert-manager.io"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var got []ref
+			for _, o := range render(t, append([]string{"certificates.certManager.enabled=true"}, tc.set...)) {
+				if o.kind != "Certificate" {
+					continue
+				}
+				var c certificate
+				strict(t, o, &c)
+				if !c.Spec.IsCA {
+					got = append(got, ref(c.Spec.IssuerRef))
+				}
+			}
+			if len(got) != 1 || got[0] != tc.want {
+				t.Fatalf("the serving certificate's issuerRef: %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }
