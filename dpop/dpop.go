@@ -207,7 +207,8 @@ func (v *Verifier) Verify(ctx context.Context, proof string, r *http.Request, ac
 	if err := decodeSegment(parts[0], &hdr); err != nil {
 		return nil, invalid("the proof's header: %v", err)
 	}
-	if !strings.EqualFold(hdr.Typ, "dpop+jwt") {
+	// A media type: compared without case, "application/" optional (RFC 7515 §4.1.9).
+	if typ := strings.ToLower(hdr.Typ); typ != "dpop+jwt" && typ != "application/dpop+jwt" {
 		return nil, invalid("typ %q is not dpop+jwt", hdr.Typ)
 	}
 	if !slices.Contains(v.algs, hdr.Alg) {

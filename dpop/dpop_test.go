@@ -159,6 +159,8 @@ func TestAttacks(t *testing.T) {
 		{"no jwk", func() string { return es.proof(t, map[string]any{"jwk": nil}, good) }, dpop.ErrInvalidProof},
 		{"typ JWT", func() string { return es.proof(t, map[string]any{"typ": "JWT"}, good) }, dpop.ErrInvalidProof},
 		{"no typ", func() string { return es.proof(t, map[string]any{"typ": nil}, good) }, dpop.ErrInvalidProof},
+		{"typ of another media type", func() string { return es.proof(t, map[string]any{"typ": "application/jwt"}, good) }, dpop.ErrInvalidProof},
+		{"typ with another prefix", func() string { return es.proof(t, map[string]any{"typ": "text/dpop+jwt"}, good) }, dpop.ErrInvalidProof},
 		{"critical header parameters", func() string { return es.proof(t, map[string]any{"crit": []string{"exp"}}, good) }, dpop.ErrInvalidProof},
 		{"a changed claim", func() string { return tamper(es.proof(t, nil, good), 1) }, dpop.ErrInvalidProof},
 		{"a changed signature", func() string { return tamper(es.proof(t, nil, good), 2) }, dpop.ErrInvalidProof},
@@ -449,5 +451,16 @@ func TestBoundsAreInclusive(t *testing.T) {
 	}
 	if _, err := dpop.New(dpop.Config{ExternalURL: "https://a.example", NonceSecret: make([]byte, 32), NoncePeriod: time.Second}, dpop.Options{}); err != nil {
 		t.Fatalf("a nonce period of one second: %v", err)
+	}
+}
+
+func TestTypIsAMediaType(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	es := clientFor(t, "ES256")
+	for _, typ := range []string{"dpop+jwt", "DPoP+JWT", "application/dpop+jwt", "Application/DPOP+jwt"} {
+		_, err := newVerifier(t, clk, nil).Verify(context.Background(), es.proof(t, map[string]any{"typ": typ}, map[string]any{"iat": clk.Now().Unix()}), httptest.NewRequest("GET", "/orders/1", nil), "")
+		if err != nil {
+			t.Errorf("typ %q: %v", typ, err)
+		}
 	}
 }
