@@ -9,32 +9,20 @@ import (
 	"errors"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tokengate/tokengate/dpop"
+	"github.com/tokengate/tokengate/internal/testclock"
 	"github.com/tokengate/tokengate/jwks"
 	"github.com/tokengate/tokengate/replay"
 )
 
 const token = "an-access-token"
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newVerifier(t testing.TB, clk *clock, mut func(*dpop.Config)) *dpop.Verifier {
+func newVerifier(t testing.TB, clk *testclock.Clock, mut func(*dpop.Config)) *dpop.Verifier {
 	t.Helper()
 	cfg := dpop.Config{ExternalURL: "https://api.example.com"}
 	if mut != nil {
@@ -48,7 +36,7 @@ func newVerifier(t testing.TB, clk *clock, mut func(*dpop.Config)) *dpop.Verifie
 }
 
 func TestValidProofsOfEveryAlgorithm(t *testing.T) {
-	clk := &clock{t: time.Now()}
+	clk := testclock.New(time.Now())
 	v := newVerifier(t, clk, nil)
 	for _, alg := range []string{"RS256", "PS256", "ES256", "ES384", "ES512", "EdDSA"} {
 		t.Run(alg, func(t *testing.T) {
@@ -72,7 +60,7 @@ func TestValidProofsOfEveryAlgorithm(t *testing.T) {
 // TestAttacks runs one proof per attack that RFC 9449 §4.3's checks stop, each against
 // a fresh request for GET https://api.example.com/orders/1 with the token "token".
 func TestAttacks(t *testing.T) {
-	clk := &clock{t: time.Now().Truncate(time.Second)}
+	clk := testclock.New(time.Now().Truncate(time.Second))
 	now := clk.Now().Unix()
 	es := clientFor(t, "ES256")
 	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -197,7 +185,7 @@ func TestAttacks(t *testing.T) {
 }
 
 func TestReplay(t *testing.T) {
-	clk := &clock{t: time.Now().Truncate(time.Second)}
+	clk := testclock.New(time.Now().Truncate(time.Second))
 	v := newVerifier(t, clk, nil)
 	es, ed := clientFor(t, "ES256"), clientFor(t, "EdDSA")
 	r := httptest.NewRequest("GET", "/orders/1", nil)
@@ -234,7 +222,7 @@ func TestReplay(t *testing.T) {
 }
 
 func TestStoreUnavailableFailsClosed(t *testing.T) {
-	clk := &clock{t: time.Now()}
+	clk := testclock.New(time.Now())
 	v := newVerifier(t, clk, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the store cannot answer
@@ -245,7 +233,7 @@ func TestStoreUnavailableFailsClosed(t *testing.T) {
 }
 
 func TestHTU(t *testing.T) {
-	clk := &clock{t: time.Now()}
+	clk := testclock.New(time.Now())
 	es := clientFor(t, "ES256")
 	for _, tc := range []struct {
 		name, external, target, htu string
@@ -283,7 +271,7 @@ func TestHTU(t *testing.T) {
 }
 
 func TestIATWindow(t *testing.T) {
-	clk := &clock{t: time.Now().Truncate(time.Second)}
+	clk := testclock.New(time.Now().Truncate(time.Second))
 	es := clientFor(t, "ES256")
 	now := clk.Now().Unix()
 	for _, tc := range []struct {
@@ -314,7 +302,7 @@ func TestIATWindow(t *testing.T) {
 }
 
 func TestAlgorithmsAllowlist(t *testing.T) {
-	clk := &clock{t: time.Now()}
+	clk := testclock.New(time.Now())
 	v := newVerifier(t, clk, func(c *dpop.Config) { c.Algorithms = []string{"ES256"} })
 	r := httptest.NewRequest("GET", "/orders/1", nil)
 	if _, err := v.Verify(context.Background(), clientFor(t, "EdDSA").proof(t, nil, map[string]any{"iat": clk.Now().Unix()}), r, ""); !errors.Is(err, dpop.ErrInvalidProof) {
@@ -331,7 +319,7 @@ func TestAlgorithmsAllowlist(t *testing.T) {
 }
 
 func TestNonces(t *testing.T) {
-	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	clk := testclock.New(time.Unix(1_800_000_000, 0))
 	secret := []byte(strings.Repeat("s", 32))
 	nonced := func(c *dpop.Config) { c.NonceSecret = secret; c.NoncePeriod = time.Minute }
 	v := newVerifier(t, clk, nonced)
@@ -374,7 +362,7 @@ func TestNonces(t *testing.T) {
 		t.Fatalf("a nonce two periods old: %v", err)
 	}
 	// A nonce from the future (a clock that ran ahead) is no better.
-	ahead := newVerifier(t, &clock{t: clk.Now().Add(2 * time.Minute)}, nonced)
+	ahead := newVerifier(t, testclock.New(clk.Now().Add(2*time.Minute)), nonced)
 	if err := verify(v, ahead.Nonce()); !errors.Is(err, dpop.ErrUseNonce) {
 		t.Fatalf("a nonce of a later period: %v", err)
 	}
@@ -420,7 +408,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestBoundsAreInclusive(t *testing.T) {
-	clk := &clock{t: time.Now().Truncate(time.Second)}
+	clk := testclock.New(time.Now().Truncate(time.Second))
 	es := clientFor(t, "ES256")
 	r := httptest.NewRequest("GET", "/orders/1", nil)
 	now := clk.Now().Unix()
@@ -455,7 +443,7 @@ func TestBoundsAreInclusive(t *testing.T) {
 }
 
 func TestTypIsAMediaType(t *testing.T) {
-	clk := &clock{t: time.Now()}
+	clk := testclock.New(time.Now())
 	es := clientFor(t, "ES256")
 	for _, typ := range []string{"dpop+jwt", "DPoP+JWT", "application/dpop+jwt", "Application/DPOP+jwt"} {
 		_, err := newVerifier(t, clk, nil).Verify(context.Background(), es.proof(t, map[string]any{"typ": typ}, map[string]any{"iat": clk.Now().Unix()}), httptest.NewRequest("GET", "/orders/1", nil), "")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -73,24 +72,4 @@ func verify(ctx context.Context, s *jwks.Set, tok string) error {
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	e2etest.Eventually(t, 10*time.Second, what, cond)
-}
-
-// clock is a settable clock for the rate limit and the negative cache.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Now()} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
 }

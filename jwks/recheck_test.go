@@ -10,6 +10,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tokengate/tokengate/internal/testclock"
 	"github.com/tokengate/tokengate/jwks"
 	"github.com/tokengate/tokengate/jwks/jwkstest"
 )
@@ -19,7 +20,7 @@ func TestRecheck(t *testing.T) {
 	// a key the issuer replaced under the same kid. Recheck fetches again within the
 	// unknown-kid budget and says whether the key under the kid changed.
 	srv := lightServer(t)
-	clk := newClock()
+	clk := testclock.New(time.Now())
 	reg := prometheus.NewRegistry()
 	m, err := jwks.NewMetrics(reg)
 	if err != nil {
@@ -128,7 +129,7 @@ func TestRecheckWaitIsBounded(t *testing.T) {
 
 // hookClock is a clock that runs hook, once, the first time it is read after arm.
 type hookClock struct {
-	*clock
+	*testclock.Clock
 	mu   sync.Mutex
 	hook func()
 }
@@ -143,7 +144,7 @@ func (h *hookClock) Now() time.Time {
 	if f != nil {
 		f()
 	}
-	return h.clock.Now()
+	return h.Clock.Now()
 }
 
 func TestAFetchThatFinishedMeanwhileIsUsed(t *testing.T) {
@@ -153,7 +154,7 @@ func TestAFetchThatFinishedMeanwhileIsUsed(t *testing.T) {
 	// finishes a fetch at exactly that moment (the unknown-kid path reads it first
 	// thing, Recheck when it asks the rate limit).
 	srv := lightServer(t)
-	clk := &hookClock{clock: newClock()}
+	clk := &hookClock{Clock: testclock.New(time.Now())}
 	set := newSet(t, srv, func(c *jwks.Config) {
 		c.Refresh.UnknownKIDEvery = time.Minute
 		c.Refresh.UnknownKIDWait = 30 * time.Second

@@ -21,6 +21,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tokengate/tokengate/internal/e2etest"
+	"github.com/tokengate/tokengate/internal/testclock"
 	"github.com/tokengate/tokengate/jwks"
 	"github.com/tokengate/tokengate/jwks/jwkstest"
 )
@@ -145,7 +146,7 @@ func TestUnknownKIDFlood(t *testing.T) {
 	// X21: 200 concurrent tokens with random kids cost the authorization server at most
 	// one fetch, and none of them waits past the bound.
 	srv := server(t)
-	clk := newClock()
+	clk := testclock.New(time.Now())
 	// The wait gets room: what is checked here is the number of fetches, and a loaded
 	// machine can take longer than the default 2 s for the one that the rotated key needs.
 	set := newSet(t, srv, func(c *jwks.Config) { c.Refresh.UnknownKIDWait = 30 * time.Second }, func(o *jwks.Options) { o.Now = clk.Now })
@@ -197,7 +198,7 @@ func TestNegativeCache(t *testing.T) {
 	// A kid that a fresh fetch did not have is remembered: asking again, even after the
 	// rate limit would allow a fetch, costs nothing until it expires.
 	srv := server(t)
-	clk := newClock()
+	clk := testclock.New(time.Now())
 	// A fetch that outlasts the wait does not remember the kid, so the wait gets room on
 	// a busy machine.
 	set := newSet(t, srv, func(c *jwks.Config) {

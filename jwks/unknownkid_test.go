@@ -9,6 +9,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/tokengate/tokengate/internal/testclock"
 	"github.com/tokengate/tokengate/jwks"
 )
 
@@ -17,7 +18,7 @@ func TestNegativeCacheHoldsManyKidsAndIsBounded(t *testing.T) {
 	// again costs no fetch even when the rate limit would allow one; but at most 4096 of
 	// them: a flood of distinct kids makes the cache start over rather than grow.
 	srv := lightServer(t)
-	clk := newClock()
+	clk := testclock.New(time.Now())
 	const every = time.Minute
 	set := newSet(t, srv, func(c *jwks.Config) {
 		c.Refresh.UnknownKIDEvery = every

@@ -17,25 +17,14 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/e2etest"
+	"github.com/tokengate/tokengate/internal/testclock"
 	"github.com/tokengate/tokengate/jwks"
 	"github.com/tokengate/tokengate/jwks/jwkstest"
 	"github.com/tokengate/tokengate/middleware"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 func TestCache(t *testing.T) {
-	clk := &clock{t: time.Now()}
+	clk := testclock.New(time.Now())
 	e := newEnvWith(t, nil, middleware.Options{Now: clk.Now})
 	tok := e.as.MustMint(jwkstest.Claims{"scope": "orders:read", "exp": clk.Now().Add(time.Minute).Unix()})
 	hits := func() float64 {
@@ -572,7 +561,7 @@ func TestOverRealHTTP(t *testing.T) {
 }
 
 func TestRejectionCache(t *testing.T) {
-	clk := &clock{t: time.Now()}
+	clk := testclock.New(time.Now())
 	e := newEnvWith(t, nil, middleware.Options{Now: clk.Now})
 	decide := func(tok string) middleware.Decision {
 		req := httptest.NewRequest("GET", "/orders/1", nil)

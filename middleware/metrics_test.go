@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tokengate/tokengate/internal/metricstest"
+	"github.com/tokengate/tokengate/internal/testclock"
 	"github.com/tokengate/tokengate/jwks"
 	"github.com/tokengate/tokengate/jwks/jwkstest"
 	"github.com/tokengate/tokengate/middleware"
@@ -81,7 +82,7 @@ func TestMetricsGolden(t *testing.T) {
 // tokengate_token_age_seconds observes now − iat of every allowed token, cached or not,
 // in the bucket it falls in; denied tokens and tokens without iat are not observed.
 func TestTokenAge(t *testing.T) {
-	clk := &clock{t: time.Now().Truncate(time.Second)} // iat is in whole seconds
+	clk := testclock.New(time.Now().Truncate(time.Second)) // iat is in whole seconds
 	e := newEnvWith(t, nil, middleware.Options{Now: clk.Now})
 	now := clk.Now()
 	age := func() (count uint64, sum float64, buckets map[float64]uint64) {

@@ -9,23 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/testclock"
 	"github.com/tokengate/tokengate/replay"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 func TestMemoryFirstUseOnly(t *testing.T) {
-	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	clk := testclock.New(time.Unix(1_700_000_000, 0))
 	s := replay.NewMemory(0, clk.Now)
 	ctx := context.Background()
 	exp := clk.Now().Add(time.Minute)
@@ -64,7 +53,7 @@ func TestMemoryFirstUseOnly(t *testing.T) {
 }
 
 func TestMemoryIsBoundedAndFailsClosed(t *testing.T) {
-	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	clk := testclock.New(time.Unix(1_700_000_000, 0))
 	s := replay.NewMemory(3, clk.Now)
 	ctx := context.Background()
 	for i := range 3 {
