@@ -1,6 +1,8 @@
 package dpop
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -135,7 +137,7 @@ func New(cfg Config, opts Options) (*Verifier, error) {
 		if len(cfg.NonceSecret) < 32 {
 			bad("NonceSecret", "has %d bytes; use at least 32 random bytes", len(cfg.NonceSecret))
 		}
-		period := cmpOr(cfg.NoncePeriod, DefaultNoncePeriod)
+		period := cmp.Or(cfg.NoncePeriod, DefaultNoncePeriod)
 		if period < time.Second {
 			bad("NoncePeriod", "%s is shorter than a second", period)
 		}
@@ -151,13 +153,6 @@ func New(cfg Config, opts Options) (*Verifier, error) {
 		v.replay = replay.NewMemory(0, v.now)
 	}
 	return v, nil
-}
-
-func cmpOr(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
 }
 
 // Algorithms are the algorithms proofs may use, for the algs of a DPoP challenge.
@@ -303,7 +298,7 @@ func decodeSegment(seg string, v any) error {
 	if err != nil {
 		return errors.New("not base64url")
 	}
-	d := json.NewDecoder(strings.NewReader(string(b)))
+	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber()
 	if err := d.Decode(v); err != nil {
 		return errors.New("not a JSON object of the expected members")
