@@ -20,6 +20,8 @@ type authn struct {
 	// cached says the answer came from the verified-token cache or the refused-token
 	// cache.
 	cached bool
+	// dpop says the token came with the DPoP scheme.
+	dpop bool
 }
 
 // verified reports whether the token verified.
@@ -29,15 +31,27 @@ func (a authn) verified() bool { return a.err == nil }
 // Verify): it extracts the request's bearer token and returns its verified claims, from
 // the verified-token cache or by verifying it, or the denial. A token refused shortly
 // before for a reason it will be refused for again is answered from the refused-token
-// cache.
+// cache. A verified token, cached or not, is then held to what it is bound to (bind):
+// that proof is new on every request.
 func (g *Gate) authenticate(sh int, r *http.Request, now time.Time) authn {
-	token, e := extract(r, g.cfg.Tokens.Cookie, g.cfg.Tokens.Query)
+	token, isDPoP, e := extract(r, g.cfg.Tokens.Cookie, g.cfg.Tokens.Query, g.dpop != nil)
 	switch {
 	case e != nil:
-		return authn{err: e, sent: true}
+		return authn{err: e, sent: true, dpop: isDPoP}
 	case token == "":
 		return authn{err: deny(ReasonMissingToken, nil)}
 	}
+	a := g.verifyToken(sh, r, token, now)
+	a.dpop = isDPoP
+	if a.verified() && (isDPoP || a.claims.Confirmation.Bound() || g.dpop != nil) {
+		a.err = g.bind(r, token, isDPoP, a.claims)
+	}
+	return a
+}
+
+// verifyToken returns a token's verified claims, from the verified-token cache or by
+// verifying it, or the denial, from the refused-token cache or not.
+func (g *Gate) verifyToken(sh int, r *http.Request, token string, now time.Time) authn {
 
 	var removals uint64
 	if g.keys != nil {

@@ -29,6 +29,10 @@ type Claims struct {
 	IssuedAt  time.Time // iat; zero when absent
 	NotBefore time.Time // nbf; zero when absent
 
+	// Confirmation is the key or certificate the token is bound to (cnf, RFC 7800):
+	// empty for a bearer token. The Gate checks it on every request.
+	Confirmation Confirmation
+
 	// Raw holds every member of the payload as sent, for claims tokengate does not
 	// interpret (groups, roles, tenant...).
 	Raw map[string]json.RawMessage
@@ -292,7 +296,7 @@ func (c *Claims) compact(keep []string) *Claims {
 // slices that hold them, and Raw's names and values with a map slot each.
 func (c *Claims) size() int64 {
 	const slot = 16 // a string or slice header
-	n := len(c.Issuer) + len(c.Subject) + len(c.ClientID) + len(c.ID)
+	n := len(c.Issuer) + len(c.Subject) + len(c.ClientID) + len(c.ID) + len(c.Confirmation.JKT) + len(c.Confirmation.X5TS256)
 	for _, a := range c.Audience {
 		n += len(a) + slot
 	}

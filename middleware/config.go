@@ -45,7 +45,27 @@ type Config struct {
 	// PathStyle is how the API behind the Gate reads methods and paths, so that the
 	// Gate decides on every reading of a request. Default PathsStrict.
 	PathStyle PathStyle
+
+	// ExternalURL is how clients address this API: scheme, authority and any path
+	// prefix a proxy in front strips. A DPoP proof's htu is checked against it and the
+	// request's path, never against Host or X-Forwarded-* (RFC 9449 §4.3). Required
+	// when an issuer's DPoP is not DPoPOff.
+	ExternalURL string
 }
+
+// DPoPMode is an issuer's policy for DPoP-bound tokens (RFC 9449).
+type DPoPMode string
+
+// The DPoP modes.
+const (
+	// DPoPOff: the issuer's tokens are bearer tokens; one bound to a key (cnf.jkt) is
+	// refused (claims), and so is the DPoP scheme.
+	DPoPOff DPoPMode = "off"
+	// DPoPAllowed: bearer tokens, and DPoP-bound tokens with a proof on every request.
+	DPoPAllowed DPoPMode = "allowed"
+	// DPoPRequired: DPoP-bound tokens only; a bearer token is refused (binding).
+	DPoPRequired DPoPMode = "required"
+)
 
 // Issuer is one trusted authorization server: where its keys come from (the embedded
 // jwks.Config) and what its tokens must say.
@@ -71,6 +91,9 @@ type Issuer struct {
 	// issuer that has an aud is refused (claims): from Cognito that is an ID token,
 	// which must never pass as an access token. Empty: aud, as RFC 9068 requires.
 	AudienceClaims []string
+
+	// DPoP is the issuer's policy for DPoP-bound tokens. Empty is DPoPOff.
+	DPoP DPoPMode
 }
 
 // Tokens says how tokens are read.
@@ -102,6 +125,27 @@ type Tokens struct {
 	KeepClaims []string
 	// NoCache turns the verified-token cache off.
 	NoCache bool
+
+	// DPoP says how DPoP proofs are checked, for issuers whose DPoP is not DPoPOff.
+	DPoP DPoPProofs
+
+	// ClientCertificateHeader, when set, names the header in which a trusted front
+	// proxy passes the client certificate's hash, in Envoy's X-Forwarded-Client-Cert
+	// form (Hash=<hex SHA-256 of the DER>): certificate-bound tokens (cnf.x5t#S256,
+	// RFC 8705) are checked against it instead of the request's own TLS connection.
+	// Set it only behind a proxy that replaces the header on every request.
+	ClientCertificateHeader string
+}
+
+// DPoPProofs says how DPoP proofs are checked (RFC 9449 §4.3).
+type DPoPProofs struct {
+	// MaxAge is how old a proof's iat may be. Default dpop.DefaultMaxAge (60s).
+	MaxAge time.Duration
+	// Algorithms proofs may be signed with. Default jwks.DefaultAlgorithms().
+	Algorithms []string
+	// NonceSecret turns server nonces on (DPoP-Nonce): at least 32 random bytes,
+	// the same for every replica, which then agree on nonces without sharing state.
+	NonceSecret []byte
 }
 
 // Route is the policy of the requests its pattern matches.
@@ -119,6 +163,10 @@ type Route struct {
 	// WebSocket lets an allowed WebSocket handshake through with its Upgrade; on other
 	// routes Handler removes every protocol switch a request asks for.
 	WebSocket bool
+	// SingleUse accepts each token once on this route: its jti (required) is recorded
+	// in the replay store until the token expires, keyed by issuer and jti, and a
+	// second use is refused (replay). A use on another route does not consume it.
+	SingleUse bool
 }
 
 // FieldError names a configuration field that is wrong. Field is its Go path in Config
@@ -188,6 +236,11 @@ func (c Config) validate() []error {
 		if iss.TokenType == "at+jwt" && len(iss.AudienceClaims) > 0 {
 			bad(f+"AudienceClaims", "RFC 9068 tokens (TokenType at+jwt) carry aud; AudienceClaims is for issuers whose tokens have none")
 		}
+		switch iss.DPoP {
+		case "", DPoPOff, DPoPAllowed, DPoPRequired:
+		default:
+			bad(f+"DPoP", "%q: use off, allowed or required", iss.DPoP)
+		}
 		for j, c := range iss.AudienceClaims {
 			switch c {
 			case "", "aud", "iss", "sub", "exp", "nbf", "iat", "jti", "scope", "scp", "scopes":
@@ -211,11 +264,19 @@ func (c Config) validate() []error {
 	if t.CacheBytes < 0 {
 		bad("Tokens.CacheBytes", "must not be negative")
 	}
-	if t.Cookie != "" && !validCookieName(t.Cookie) {
+	if t.Cookie != "" && !isToken(t.Cookie) {
 		bad("Tokens.Cookie", "%q is not a valid cookie name", t.Cookie)
 	}
 	if t.Query != "" && strings.TrimSpace(t.Query) != t.Query {
 		bad("Tokens.Query", "%q has spaces", t.Query)
+	}
+	if h := t.ClientCertificateHeader; h != "" && !isToken(h) {
+		bad("Tokens.ClientCertificateHeader", "%q is not a valid header name", h)
+	}
+	for i, rt := range c.Routes {
+		if rt.SingleUse && rt.Public {
+			bad(fmt.Sprintf("Routes[%d].SingleUse", i), "a public route needs no token, so there is none to use once")
+		}
 	}
 	return errs
 }
@@ -245,7 +306,29 @@ func validScope(s string) bool {
 	return true
 }
 
-func validCookieName(s string) bool {
+// dpopOn reports whether some issuer accepts DPoP-bound tokens.
+func (c Config) dpopOn() bool {
+	for _, iss := range c.Issuers {
+		if iss.DPoP != "" && iss.DPoP != DPoPOff {
+			return true
+		}
+	}
+	return false
+}
+
+// singleUse reports whether some route is single-use.
+func (c Config) singleUse() bool {
+	for _, rt := range c.Routes {
+		if rt.SingleUse {
+			return true
+		}
+	}
+	return false
+}
+
+// isToken reports whether s is an RFC 9110 §5.6.2 token: a header field name, or a
+// cookie name (RFC 6265 §4.1.1).
+func isToken(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c <= 0x20 || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {

@@ -60,7 +60,7 @@ func (g *Gate) decide(sh int, r *http.Request, m *matched, start time.Time) (Dec
 		if a.verified() {
 			d.Claims = a.claims
 		}
-		d.TokenSent = a.sent
+		d.TokenSent, d.DPoP = a.sent, a.dpop
 		return d, rt
 	}
 
@@ -80,20 +80,31 @@ func (g *Gate) decide(sh int, r *http.Request, m *matched, start time.Time) (Dec
 	a := g.authenticate(sh, r, now)
 	if !a.verified() {
 		d := denial(a.err, guarded.pattern)
-		d.TokenSent, d.Claims, d.Cached = a.sent, a.claims, a.cached
+		d.TokenSent, d.Claims, d.Cached, d.DPoP = a.sent, a.claims, a.cached, a.dpop
 		d.shadowed(g.cfg.Shadow || shadowAll)
 		return d, guarded
 	}
 
 	if failing, scope, shadow := authorizeRoutes(a.claims, m); failing != nil {
 		d := denial(insufficientScope(scope), failing.pattern)
-		d.TokenSent, d.Claims, d.Cached, d.Scope = true, a.claims, a.cached, scope
+		d.TokenSent, d.Claims, d.Cached, d.DPoP, d.Scope = true, a.claims, a.cached, a.dpop, scope
 		d.shadowed(g.cfg.Shadow || shadow)
 		return d, failing
 	}
 
+	// Last, once the request is otherwise allowed: a denied request does not use up
+	// a single-use token.
+	if once := m.singleUse(); once != nil {
+		if e := g.useOnce(r.Context(), a.claims); e != nil {
+			d := denial(e, once.pattern)
+			d.TokenSent, d.Claims, d.Cached, d.DPoP = true, a.claims, a.cached, a.dpop
+			d.shadowed(g.cfg.Shadow || once.Shadow)
+			return d, once
+		}
+	}
+
 	d := allowed(rt.pattern)
-	d.TokenSent, d.Claims, d.Cached = true, a.claims, a.cached
+	d.TokenSent, d.Claims, d.Cached, d.DPoP = true, a.claims, a.cached, a.dpop
 	d.WebSocket = g.webSocketAllowed(r, m)
 	g.observeAge(sh, a.claims, now)
 	return d, rt

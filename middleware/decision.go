@@ -60,6 +60,9 @@ type Decision struct {
 	Scope string
 	// TokenSent says the request carried a token (so the challenge names an error).
 	TokenSent bool
+	// DPoP says the token came with the DPoP scheme (RFC 9449 §7.1), so the error is
+	// named in the DPoP challenge.
+	DPoP bool
 	// Cached says the decision came from the verified-token cache, or from the cache of
 	// tokens refused shortly before for the same reason.
 	Cached bool

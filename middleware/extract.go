@@ -9,8 +9,8 @@ import (
 var (
 	errTwoHeaders     = errors.New("more than one Authorization header")
 	errTwoSources     = errors.New("the token is sent in more than one way")
-	errEmptyBearer    = errors.New("the Bearer scheme has no token")
-	errBadSeparator   = errors.New("a tab separates the Bearer scheme from the token")
+	errEmptyBearer    = errors.New("the Bearer (or DPoP) scheme has no token")
+	errBadSeparator   = errors.New("a tab separates the scheme from the token")
 	errTokenSyntax    = errors.New("the token is not a b64token (RFC 6750 §2.1)")
 	errRepeatedSource = errors.New("the token cookie or query parameter is repeated")
 )
@@ -24,23 +24,23 @@ var (
 // characters are not checked here but by checkSyntax, after the cache: a token found
 // there was checked when it was verified, and scanning 1 KiB of base64 on every request
 // is most of a cached decision's cost.
-func extract(r *http.Request, cookie, query string) (string, *Error) {
-	var (
-		token   string
-		sources int
-	)
+//
+// With DPoP on (dpopOK), the DPoP scheme (RFC 9449 §7.1) is read as well, and isDPoP
+// says the token came with it; without, DPoP is another scheme, so no token.
+func extract(r *http.Request, cookie, query string, dpopOK bool) (token string, isDPoP bool, e *Error) {
+	var sources int
 	switch vals := r.Header["Authorization"]; len(vals) {
 	case 0:
 	case 1:
-		t, err := bearer(vals[0])
+		t, d, err := credentials(vals[0], dpopOK)
 		if err != nil {
-			return "", deny(ReasonMalformedRequest, err)
+			return "", false, deny(ReasonMalformedRequest, err)
 		}
 		if t != "" {
-			token, sources = t, 1
+			token, isDPoP, sources = t, d, 1
 		}
 	default:
-		return "", deny(ReasonMalformedRequest, errTwoHeaders)
+		return "", false, deny(ReasonMalformedRequest, errTwoHeaders)
 	}
 	if cookie != "" {
 		var found []string
@@ -51,11 +51,11 @@ func extract(r *http.Request, cookie, query string) (string, *Error) {
 		case 0:
 		case 1:
 			if found[0] == "" {
-				return "", deny(ReasonMalformedRequest, errTokenSyntax)
+				return "", false, deny(ReasonMalformedRequest, errTokenSyntax)
 			}
 			token, sources = found[0], sources+1
 		default:
-			return "", deny(ReasonMalformedRequest, errRepeatedSource)
+			return "", false, deny(ReasonMalformedRequest, errRepeatedSource)
 		}
 	}
 	if query != "" {
@@ -63,40 +63,52 @@ func extract(r *http.Request, cookie, query string) (string, *Error) {
 		case 0:
 		case 1:
 			if vals[0] == "" {
-				return "", deny(ReasonMalformedRequest, errTokenSyntax)
+				return "", false, deny(ReasonMalformedRequest, errTokenSyntax)
 			}
 			token, sources = vals[0], sources+1
 		default:
-			return "", deny(ReasonMalformedRequest, errRepeatedSource)
+			return "", false, deny(ReasonMalformedRequest, errRepeatedSource)
 		}
 	}
 	if sources > 1 {
-		return "", deny(ReasonMalformedRequest, errTwoSources)
+		return "", false, deny(ReasonMalformedRequest, errTwoSources)
 	}
-	return token, nil
+	return token, isDPoP, nil
 }
 
 // bearer reads one Authorization header value. It returns "" and no error for another
 // scheme.
 func bearer(v string) (string, error) {
+	t, _, err := credentials(v, false)
+	return t, err
+}
+
+// credentials reads one Authorization header value with the Bearer scheme, or with
+// the DPoP scheme when dpopOK. It returns "" and no error for another scheme.
+func credentials(v string, dpopOK bool) (token string, isDPoP bool, err error) {
 	i := strings.IndexAny(v, " \t")
-	if i < 0 {
-		if strings.EqualFold(v, "Bearer") {
-			return "", errEmptyBearer
-		}
-		return "", nil // no credentials, or another scheme without parameters
+	scheme := v
+	if i >= 0 {
+		scheme = v[:i]
 	}
-	if !strings.EqualFold(v[:i], "Bearer") {
-		return "", nil
+	switch {
+	case strings.EqualFold(scheme, "Bearer"):
+	case dpopOK && strings.EqualFold(scheme, "DPoP"):
+		isDPoP = true
+	default:
+		return "", false, nil // no credentials, or another scheme
+	}
+	if i < 0 {
+		return "", false, errEmptyBearer
 	}
 	if v[i] == '\t' {
-		return "", errBadSeparator
+		return "", false, errBadSeparator
 	}
 	t := strings.TrimLeft(v[i:], " ")
 	if t == "" {
-		return "", errEmptyBearer
+		return "", false, errEmptyBearer
 	}
-	return t, nil
+	return t, isDPoP, nil
 }
 
 // checkSyntax refuses a token that is not a b64token (RFC 6750 §2.1): a space, a comma,

@@ -1,17 +1,21 @@
 package middleware
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tokengate/tokengate/dpop"
 	"github.com/tokengate/tokengate/internal/joined"
 	"github.com/tokengate/tokengate/jwks"
+	"github.com/tokengate/tokengate/replay"
 )
 
 // Gate decides, for every request, whether it may reach the API: it extracts the bearer
@@ -39,6 +43,16 @@ type Gate struct {
 	tokenAge        map[string]*shardedHistogram
 	challengeRealm  string
 	requestChecks   []func(*http.Request) error
+
+	// dpop checks DPoP proofs; nil when no issuer accepts DPoP-bound tokens.
+	dpop *dpop.Verifier
+	// replay records single uses (DPoP proof jtis, single-use tokens), counted; nil
+	// when nothing needs it.
+	replay replay.Store
+	// dpopChallenge is the DPoP challenge: dpopRealm, then algs; bearerChallenge says
+	// whether a Bearer challenge goes with it (not when every issuer requires DPoP).
+	dpopRealm, dpopChallenge string
+	bearerChallenge          bool
 }
 
 // New validates cfg, reporting every problem at once (each a *FieldError or a
@@ -60,16 +74,17 @@ func New(ctx context.Context, cfg Config, opts Options) (*Gate, error) {
 	}
 
 	g := &Gate{
-		cfg:            cfg,
-		routes:         routes,
-		metrics:        m,
-		log:            opts.Logger,
-		clock:          opts.Now,
-		writeErr:       opts.ErrorWriter,
-		keys:           opts.KeySource,
-		tokenAge:       map[string]*shardedHistogram{},
-		challengeRealm: `Bearer realm="` + cfg.Realm + `"`,
-		requestChecks:  opts.RequestChecks,
+		cfg:             cfg,
+		routes:          routes,
+		metrics:         m,
+		log:             opts.Logger,
+		clock:           opts.Now,
+		writeErr:        opts.ErrorWriter,
+		keys:            opts.KeySource,
+		tokenAge:        map[string]*shardedHistogram{},
+		challengeRealm:  `Bearer realm="` + cfg.Realm + `"`,
+		requestChecks:   opts.RequestChecks,
+		bearerChallenge: true,
 	}
 	if g.log == nil {
 		g.log = slog.Default()
@@ -87,6 +102,10 @@ func New(ctx context.Context, cfg Config, opts Options) (*Gate, error) {
 			return nil, err
 		}
 		g.keys = g.group
+	}
+	if err := g.senderConstraints(cfg, opts, reg); err != nil {
+		g.Close()
+		return nil, err
 	}
 	g.verifier = newVerifier(cfg, g.keys, now)
 	g.verifier.checks = opts.ClaimsChecks
@@ -124,7 +143,76 @@ func check(cfg Config, keys bool) (*routeTable, error) {
 	if keys {
 		errs = append(errs, issuerErrors(jwks.Validate(keyConfigs(cfg)))...)
 	}
+	if cfg.dpopOn() {
+		if _, err := dpop.New(dpopConfig(cfg), dpop.Options{}); err != nil {
+			errs = append(errs, dpopErrors(err)...)
+		}
+	}
 	return routes, errors.Join(errs...)
+}
+
+// dpopConfig is the proof checker's configuration.
+func dpopConfig(cfg Config) dpop.Config {
+	return dpop.Config{
+		ExternalURL: cfg.ExternalURL,
+		Algorithms:  cfg.Tokens.DPoP.Algorithms,
+		MaxAge:      cfg.Tokens.DPoP.MaxAge,
+		// A proof may come from the future as far as a token may (DESIGN, precise points).
+		Leeway:      cfg.Tokens.Leeway,
+		NonceSecret: cfg.Tokens.DPoP.NonceSecret,
+	}
+}
+
+// dpopErrors names dpop's problems by their path in Config.
+func dpopErrors(err error) []error {
+	fields := map[string]string{
+		"ExternalURL": "ExternalURL", "Algorithms": "Tokens.DPoP.Algorithms", "MaxAge": "Tokens.DPoP.MaxAge",
+		"Leeway": "Tokens.Leeway", "NonceSecret": "Tokens.DPoP.NonceSecret",
+	}
+	var out []error
+	for _, e := range joined.Flatten(err) {
+		var ce *dpop.ConfigError
+		if errors.As(e, &ce) {
+			out = append(out, &FieldError{Field: cmp.Or(fields[ce.Field], "Tokens.DPoP."+ce.Field), Problem: ce.Problem})
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// senderConstraints sets up what DPoP-bound and single-use tokens need: the replay
+// store, counted, and the proof checker.
+func (g *Gate) senderConstraints(cfg Config, opts Options, reg prometheus.Registerer) error {
+	dpopOn := cfg.dpopOn()
+	if !dpopOn && !cfg.singleUse() {
+		return nil
+	}
+	store := opts.Replay
+	if store == nil {
+		store = replay.NewMemory(0, opts.Now)
+	}
+	m, err := replay.NewMetrics(reg)
+	if err != nil {
+		return fmt.Errorf("middleware: registering metrics: %w", err)
+	}
+	g.replay = m.Instrument(store)
+	if !dpopOn {
+		return nil
+	}
+	g.dpop, err = dpop.New(dpopConfig(cfg), dpop.Options{Replay: g.replay, Now: opts.Now})
+	if err != nil {
+		return errors.Join(dpopErrors(err)...)
+	}
+	g.dpopRealm = `DPoP realm="` + cfg.Realm + `"`
+	g.dpopChallenge = g.dpopRealm + `, algs="` + strings.Join(g.dpop.Algorithms(), " ") + `"`
+	g.bearerChallenge = false
+	for _, iss := range cfg.Issuers {
+		if iss.DPoP != DPoPRequired {
+			g.bearerChallenge = true
+		}
+	}
+	return nil
 }
 
 // issuerErrors names jwks's problems by their path in Config: jwks calls a field of its

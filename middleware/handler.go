@@ -96,25 +96,25 @@ func (g *Gate) require(all, anyOf []string) func(http.Handler) http.Handler {
 func (g *Gate) decideNeed(sh int, r *http.Request, need scopeNeed, pattern string, start time.Time) Decision {
 	now := g.now(start)
 	claims, ok := ClaimsFrom(r.Context())
-	cached := false
+	cached, isDPoP := false, false
 	if !ok {
 		a := g.authenticate(sh, r, now)
 		if !a.verified() {
 			d := denial(a.err, pattern)
-			d.TokenSent, d.Claims, d.Cached = a.sent, a.claims, a.cached
+			d.TokenSent, d.Claims, d.Cached, d.DPoP = a.sent, a.claims, a.cached, a.dpop
 			d.shadowed(g.cfg.Shadow)
 			return d
 		}
-		claims, cached = a.claims, a.cached
+		claims, cached, isDPoP = a.claims, a.cached, a.dpop
 	}
 	if e := authorize(claims, &need); e != nil {
 		d := denial(e, pattern)
-		d.TokenSent, d.Claims, d.Cached, d.Scope = true, claims, cached, need.challenge
+		d.TokenSent, d.Claims, d.Cached, d.DPoP, d.Scope = true, claims, cached, isDPoP, need.challenge
 		d.shadowed(g.cfg.Shadow)
 		return d
 	}
 	d := allowed(pattern)
-	d.TokenSent, d.Claims, d.Cached = true, claims, cached
+	d.TokenSent, d.Claims, d.Cached, d.DPoP = true, claims, cached, isDPoP
 	g.observeAge(sh, claims, now)
 	return d
 }

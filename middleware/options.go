@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokengate/tokengate/replay"
 )
 
 // ErrorWriter writes the response to a denied request: status and body. The Gate has
@@ -50,4 +52,11 @@ type Options struct {
 	// invalid_request). The sidecar refuses requests it cannot forward as they were
 	// decided (no Host) this way.
 	RequestChecks []func(*http.Request) error
+
+	// Replay records single uses: the jtis of DPoP proofs and of single-use tokens
+	// (Route.SingleUse). nil is an in-memory store, right for one replica only; give
+	// replicas one shared store (replay/redisstore). A store that cannot answer gets
+	// the request refused (503 replay_store_unavailable), never let through. Keep the
+	// same store across Gates (a configuration reload), or used tokens are forgotten.
+	Replay replay.Store
 }

@@ -29,6 +29,21 @@ const (
 	ReasonInsufficientScope Reason = "insufficient_scope"
 	ReasonNoRoute           Reason = "no_route"
 	ReasonKeysUnavailable   Reason = "keys_unavailable"
+
+	// Sender-constrained and single-use tokens (docs/sender-constrained.md).
+
+	// ReasonDPoPProof: the DPoP proof is missing, malformed or fails a check.
+	ReasonDPoPProof Reason = "dpop_proof"
+	// ReasonDPoPNonce: the proof needs a server nonce (a DPoP-Nonce header says which).
+	ReasonDPoPNonce Reason = "dpop_nonce"
+	// ReasonBinding: a bound token without its proof or certificate, a DPoP-bound
+	// token sent as Bearer, or a bearer token where DPoP is required.
+	ReasonBinding Reason = "binding"
+	// ReasonReplay: a single-use token, or a DPoP proof, used again.
+	ReasonReplay Reason = "replay"
+	// ReasonReplayStoreUnavailable: the replay store did not answer in time; the
+	// request is refused, never let through.
+	ReasonReplayStoreUnavailable Reason = "replay_store_unavailable"
 )
 
 // reasons is every reason, in docs/metrics.md's order.
@@ -36,6 +51,7 @@ var reasons = [...]Reason{
 	ReasonOK, ReasonMissingToken, ReasonMalformedRequest, ReasonMalformedToken, ReasonAlgorithm,
 	ReasonIssuer, ReasonUnknownKey, ReasonSignature, ReasonExpired, ReasonNotYetValid,
 	ReasonAudience, ReasonClaims, ReasonInsufficientScope, ReasonNoRoute, ReasonKeysUnavailable,
+	ReasonDPoPProof, ReasonDPoPNonce, ReasonBinding, ReasonReplay, ReasonReplayStoreUnavailable,
 }
 
 // Reasons returns every reason, in docs/metrics.md's order: the values the reason label
@@ -78,6 +94,26 @@ var responses = map[Reason]response{
 	ReasonInsufficientScope: {http.StatusForbidden, "insufficient_scope", "the access token lacks a scope this route requires"},
 	ReasonNoRoute:           {http.StatusForbidden, "", "no route allows this request"},
 	ReasonKeysUnavailable:   {http.StatusServiceUnavailable, "", "the keys to check the access token are not available yet"},
+
+	ReasonDPoPProof:              {http.StatusUnauthorized, "invalid_dpop_proof", "the DPoP proof is missing, malformed or invalid"},
+	ReasonDPoPNonce:              {http.StatusUnauthorized, "use_dpop_nonce", "a DPoP proof with the server nonce is required"},
+	ReasonBinding:                {http.StatusUnauthorized, "invalid_token", "the access token is bound to a key or certificate that the request does not prove"},
+	ReasonReplay:                 {http.StatusUnauthorized, "invalid_token", "the access token was used before"},
+	ReasonReplayStoreUnavailable: {http.StatusServiceUnavailable, "", "the store of used tokens is not available"},
+}
+
+// proofReplay answers a DPoP proof used again: reason replay, but the error is the
+// proof's (RFC 9449 §7.1).
+var proofReplay = response{http.StatusUnauthorized, "invalid_dpop_proof", "the DPoP proof was used before"}
+
+// responseOf is how d is answered.
+func responseOf(d Decision) response {
+	if d.Reason == ReasonReplay {
+		if e, ok := d.Err.(*Error); ok && e.proof {
+			return proofReplay
+		}
+	}
+	return responses[d.Reason]
 }
 
 // Sentinel errors. Every denial's error matches exactly one of them with errors.Is, and
@@ -96,6 +132,11 @@ var (
 	// ErrKeysUnavailable: the issuer's keys were never loaded (503). It is
 	// jwks.ErrKeysUnavailable, so one errors.Is test holds for both packages.
 	ErrKeysUnavailable = jwks.ErrKeysUnavailable
+	// ErrInvalidDPoPProof: the DPoP proof is missing, invalid, used before, or lacks
+	// the server nonce (401 invalid_dpop_proof or use_dpop_nonce).
+	ErrInvalidDPoPProof = errors.New("invalid DPoP proof")
+	// ErrReplayStoreUnavailable: the replay store could not answer (503).
+	ErrReplayStoreUnavailable = errors.New("replay store unavailable")
 )
 
 // Error is a denial: the bounded Reason, and the cause for logs and the check command.
@@ -107,6 +148,8 @@ type Error struct {
 	// Issuer and KeyID are the configured issuer and the kid the token named, when
 	// verification got that far; unverified, for logs only.
 	Issuer, KeyID string
+	// proof says the denial is about the DPoP proof rather than the token.
+	proof bool
 }
 
 func (e *Error) Error() string {
@@ -131,6 +174,14 @@ func (e *Error) sentinel() error {
 		return ErrNoRoute
 	case ReasonKeysUnavailable:
 		return ErrKeysUnavailable
+	case ReasonDPoPProof, ReasonDPoPNonce:
+		return ErrInvalidDPoPProof
+	case ReasonReplay:
+		if e.proof {
+			return ErrInvalidDPoPProof
+		}
+	case ReasonReplayStoreUnavailable:
+		return ErrReplayStoreUnavailable
 	case ReasonOK:
 		return nil
 	}

@@ -11,16 +11,53 @@ import (
 // insufficient_scope. Every value is configured or fixed text, checked at start-up to
 // need no escaping: never the token, a kid or a library's error string
 // (docs/standards.md B13, B14).
-func (g *Gate) challenge(d Decision) string {
-	resp := responses[d.Reason]
+func (g *Gate) challenge(d Decision) string { return g.challengeRealm + errorParams(d) }
+
+// errorParams are a challenge's error parameters, after its realm: "" or
+// `, error="…", error_description="…"[, scope="…"]`.
+func errorParams(d Decision) string {
+	resp := responseOf(d)
 	if !d.TokenSent || resp.code == "" {
-		return g.challengeRealm
+		return ""
 	}
 	// One concatenation is one allocation.
 	if d.Reason == ReasonInsufficientScope && d.Scope != "" {
-		return g.challengeRealm + `, error="` + resp.code + `", error_description="` + resp.description + `", scope="` + d.Scope + `"`
+		return `, error="` + resp.code + `", error_description="` + resp.description + `", scope="` + d.Scope + `"`
 	}
-	return g.challengeRealm + `, error="` + resp.code + `", error_description="` + resp.description + `"`
+	return `, error="` + resp.code + `", error_description="` + resp.description + `"`
+}
+
+// setChallenges sets the WWW-Authenticate header fields of a denial: the Bearer
+// challenge alone, or, where DPoP is on, a DPoP challenge with the algorithms proofs
+// may use beside it (RFC 9449 §7.1), one field each. The error is named in the
+// challenge of the scheme the token came with (DPoP for a proof's own errors), and the
+// scheme the client used comes first. With nonces on, a fresh DPoP-Nonce goes with
+// every denial, so that a client need not fail once to learn it (RFC 9449 §8.2).
+func (g *Gate) setChallenges(h http.Header, d Decision) {
+	if g.dpop == nil {
+		h.Set("WWW-Authenticate", g.challenge(d))
+		return
+	}
+	bearer, dp := g.challengeRealm, g.dpopChallenge
+	params := errorParams(d)
+	e, _ := d.Err.(*Error)
+	if d.DPoP || !g.bearerChallenge || (e != nil && e.proof) {
+		dp = g.dpopChallenge[:len(g.dpopRealm)] + params + g.dpopChallenge[len(g.dpopRealm):]
+	} else {
+		bearer += params
+	}
+	vals := make([]string, 0, 2)
+	if !d.DPoP && g.bearerChallenge {
+		vals = append(vals, bearer)
+	}
+	vals = append(vals, dp)
+	if d.DPoP && g.bearerChallenge {
+		vals = append(vals, bearer)
+	}
+	h["Www-Authenticate"] = vals
+	if nonce := g.dpop.Nonce(); nonce != "" {
+		h.Set("DPoP-Nonce", nonce)
+	}
 }
 
 // respond answers a denial: the challenge and, for 503, Retry-After, then the error
@@ -41,7 +78,7 @@ func (g *Gate) respond(w http.ResponseWriter, r *http.Request, d Decision) {
 		h.Set("Connection", "close")
 		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 	}
-	h.Set("WWW-Authenticate", g.challenge(d))
+	g.setChallenges(h, d)
 	if d.Status == http.StatusServiceUnavailable {
 		h.Set("Retry-After", "5")
 	}
@@ -52,7 +89,7 @@ func (g *Gate) respond(w http.ResponseWriter, r *http.Request, d Decision) {
 // {"error": ..., "error_description": ...}, whose error is the RFC 6750 code, or the
 // reason where RFC 6750 has none (missing_token, no_route, keys_unavailable).
 func WriteError(w http.ResponseWriter, _ *http.Request, d Decision) {
-	resp := responses[d.Reason]
+	resp := responseOf(d)
 	code := resp.code
 	if code == "" {
 		code = string(d.Reason)

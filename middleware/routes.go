@@ -234,6 +234,17 @@ func (m *matched) allPublic() bool {
 	return true
 }
 
+// singleUse returns the first matched route that is single-use, or nil: a request that
+// any reading of which reaches a single-use route uses its token up.
+func (m *matched) singleUse() *route {
+	for rt := range m.routesSeq() {
+		if rt.SingleUse {
+			return rt
+		}
+	}
+	return nil
+}
+
 // routesSeq is the matched routes, the primary's first, without allocating.
 func (m *matched) routesSeq() func(yield func(*route) bool) {
 	return func(yield func(*route) bool) {

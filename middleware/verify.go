@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -21,6 +22,7 @@ type issuerPolicy struct {
 	audienceClaims []string
 	atJWT          bool
 	scopeClaim     string
+	dpop           DPoPMode
 
 	maxLifetime time.Duration
 	now         func() time.Time
@@ -47,7 +49,7 @@ func newVerifier(cfg Config, keys KeySource, now func() time.Time) *verifier {
 	for _, iss := range cfg.Issuers {
 		p := &issuerPolicy{
 			issuer: iss.Issuer, audiences: iss.Audiences, audienceClaims: iss.AudienceClaims,
-			atJWT: iss.TokenType == "at+jwt", scopeClaim: iss.ScopeClaim,
+			atJWT: iss.TokenType == "at+jwt", scopeClaim: iss.ScopeClaim, dpop: cmp.Or(iss.DPoP, DPoPOff),
 			maxLifetime: cfg.Tokens.MaxLifetime, now: now,
 		}
 		algs := iss.Algorithms
@@ -85,7 +87,6 @@ var (
 	errUnknownIssuer  = errors.New("iss is not a configured issuer")
 	errType           = errors.New("typ does not say this is an access token")
 	errLifetime       = errors.New("exp − iat is longer than tokens.maxLifetime")
-	errConfirmation   = errors.New("the token is sender-constrained (cnf), which is not supported")
 	errAudOfOtherKind = errors.New("the issuer's access tokens carry no aud (audienceClaims): one with aud is another kind of token, such as an ID token")
 )
 
@@ -197,8 +198,12 @@ func (c *Claims) Validate() error {
 			}
 		}
 	}
-	if _, ok := c.Raw["cnf"]; ok {
-		errs = append(errs, fmt.Errorf("%w: %w", errClaims, errConfirmation))
+	if raw, ok := c.Raw["cnf"]; ok {
+		cnf, err := parseConfirmation(raw, p.dpop)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w: %w", errClaims, err))
+		}
+		c.Confirmation = cnf
 	}
 	if p.maxLifetime > 0 {
 		start := c.IssuedAt

@@ -1,7 +1,11 @@
 package sidecar
 
 import (
+	"bytes"
 	"cmp"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +20,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -53,7 +58,46 @@ type Config struct {
 	Routes        []Route  `yaml:"routes"`
 	Forward       Forward  `yaml:"forward"`
 	Limits        Limits   `yaml:"limits"`
+	// ExternalURL is how clients address the API: scheme, authority and any path
+	// prefix stripped in front. DPoP proofs' htu is checked against it (required when
+	// an issuer's dpop is not off).
+	ExternalURL string `yaml:"externalURL"`
+	TLS         TLS    `yaml:"tls"`    // serve clients over TLS [off]
+	Replay      Replay `yaml:"replay"` // the store of single uses [memory]
 }
+
+// TLS makes the traffic listener serve TLS. Both files are read again when they
+// change (a renewed certificate needs no restart).
+type TLS struct {
+	Cert string `yaml:"cert"` // PEM certificate chain
+	Key  string `yaml:"key"`  // PEM private key
+	// ClientCA asks clients for a certificate and verifies it against these PEM CAs,
+	// for certificate-bound tokens (RFC 8705). A client without one is still served.
+	ClientCA string `yaml:"clientCA"`
+}
+
+// Replay is the store of single uses: the jtis of DPoP proofs and of single-use tokens.
+type Replay struct {
+	Store string      `yaml:"store"` // memory (one replica) | redis [memory]
+	Redis RedisConfig `yaml:"redis"`
+}
+
+// RedisConfig is a Redis shared by the replicas (replay.store: redis).
+type RedisConfig struct {
+	Addrs        []string      `yaml:"addrs"`        // host:port; several: a Cluster (or the sentinels)
+	MasterName   string        `yaml:"masterName"`   // Sentinel: the master's name
+	UsernameFile string        `yaml:"usernameFile"` // ACL user, from a file [none]
+	PasswordFile string        `yaml:"passwordFile"` // password, from a file [none]
+	TLS          bool          `yaml:"tls"`          // TLS to Redis [false]
+	CAFile       string        `yaml:"caFile"`       // PEM CAs for Redis's certificate [system roots]
+	Timeout      time.Duration `yaml:"timeout"`      // per use; then 503 [50ms]
+}
+
+// Replay stores.
+const (
+	StoreMemory = "memory"
+	StoreRedis  = "redis"
+)
 
 // Issuer is one trusted authorization server.
 type Issuer struct {
@@ -70,6 +114,7 @@ type Issuer struct {
 	Refresh        Refresh  `yaml:"refresh"`      // key refresh schedule
 	CAFile         string   `yaml:"caFile"`       // PEM bundle for a private CA [system roots]
 	InsecureHTTP   bool     `yaml:"insecureHTTP"` // plain http to a non-loopback issuer (warns) [false]
+	DPoP           string   `yaml:"dpop"`         // DPoP-bound tokens: off | allowed | required [off]
 }
 
 // Refresh is an issuer's key refresh schedule.
@@ -88,6 +133,29 @@ type Tokens struct {
 	Cookie      string         `yaml:"cookie"`      // also accept the token from this cookie [off]
 	Query       string         `yaml:"query"`       // also accept it from this query parameter [off]
 	Cache       Cache          `yaml:"cache"`
+	DPoP        DPoPProofs     `yaml:"dpop"`
+	// ClientCertificate says where the client certificate of certificate-bound tokens
+	// (cnf.x5t#S256) comes from.
+	ClientCertificate ClientCertificate `yaml:"clientCertificate"`
+	// ClientCertificateHeader is the header a trusted front proxy puts the certificate's
+	// hash in (X-Forwarded-Client-Cert, Envoy's form), with clientCertificate.from:
+	// header. It is removed before the upstream.
+	ClientCertificateHeader string `yaml:"clientCertificateHeader"`
+}
+
+// DPoPProofs says how DPoP proofs are checked.
+type DPoPProofs struct {
+	MaxAge     time.Duration `yaml:"maxAge"`     // how old a proof's iat may be [60s]
+	Algorithms []string      `yaml:"algorithms"` // proof algorithms [the asymmetric ones]
+	Nonces     bool          `yaml:"nonces"`     // require server nonces (DPoP-Nonce) [false]
+	// NonceSecretFile holds the nonce secret (at least 32 bytes), the same for every
+	// replica. Empty: a random secret of this process, right for one replica only.
+	NonceSecretFile string `yaml:"nonceSecretFile"`
+}
+
+// ClientCertificate says where a client certificate comes from.
+type ClientCertificate struct {
+	From string `yaml:"from"` // tls (this listener, tls.clientCA) | header [tls]
 }
 
 // Cache is the verified-token cache.
@@ -119,6 +187,7 @@ type Route struct {
 	AnyScopes []string `yaml:"anyScopes"` // at least one of these
 	Shadow    bool     `yaml:"shadow"`    // this route only: forward denials anyway
 	WebSocket bool     `yaml:"websocket"` // let WebSocket handshakes through [false]
+	SingleUse bool     `yaml:"singleUse"` // each token's jti once [false]
 }
 
 // Forward says what the upstream receives with an allowed request.
@@ -150,6 +219,8 @@ var defaultStripHeaders = [...]string{
 	"X-Cluster-Client-IP", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Server",
 	"X-Forwarded-Scheme", "X-Forwarded-Ssl", "X-Forwarded-Uri", "X-Url-Scheme",
 	"Front-End-Https", "X-Original-Host", "X-Host",
+	// The client certificate, which only a trusted proxy may vouch for.
+	"X-Forwarded-Client-Cert",
 }
 
 // DefaultClaimHeaders returns the claim headers when forward.claims is not set. The map
@@ -169,6 +240,10 @@ type Loaded struct {
 	Limits   Limits
 	// WebSocket lists the route patterns that let WebSocket handshakes through.
 	WebSocket map[string]bool
+	// TLS is the traffic listener's TLS, nil for plain HTTP.
+	TLS *TLS
+	// Replay is the replay store's configuration, with defaults applied.
+	Replay Replay
 }
 
 // Problem is one thing wrong with a configuration file: the key, as the file spells it
@@ -655,15 +730,171 @@ func (c Config) resolve(p Purpose) (*Loaded, []error) {
 			AudienceClaims: iss.AudienceClaims,
 		})
 	}
-	for _, r := range c.Routes {
-		gc.Routes = append(gc.Routes, middleware.Route{Match: r.Match, Public: r.Public, Scopes: r.Scopes, AnyScopes: r.AnyScopes, Shadow: r.Shadow, WebSocket: r.WebSocket})
+	for i, iss := range c.Issuers {
+		gc.Issuers[i].DPoP = middleware.DPoPMode(iss.DPoP)
 	}
+	for _, r := range c.Routes {
+		gc.Routes = append(gc.Routes, middleware.Route{Match: r.Match, Public: r.Public, Scopes: r.Scopes, AnyScopes: r.AnyScopes,
+			Shadow: r.Shadow, WebSocket: r.WebSocket, SingleUse: r.SingleUse})
+	}
+	errs = append(errs, c.resolveSenderConstraints(l, &gc)...)
 	if err := middleware.Validate(gc); err != nil {
 		errs = append(errs, joined.Flatten(err)...)
 	}
 	l.Gate = gc
 	return l, errs
 }
+
+// resolveSenderConstraints resolves what DPoP-bound, certificate-bound and single-use
+// tokens need: the external URL, proofs, where client certificates come from, the
+// traffic listener's TLS and the replay store.
+func (c Config) resolveSenderConstraints(l *Loaded, gc *middleware.Config) []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &Problem{Key: key, Message: fmt.Sprintf(format, args...)})
+	}
+	gc.ExternalURL = c.ExternalURL
+	d := c.Tokens.DPoP
+	gc.Tokens.DPoP = middleware.DPoPProofs{MaxAge: d.MaxAge, Algorithms: d.Algorithms}
+	switch {
+	case d.Nonces && d.NonceSecretFile != "":
+		secret, err := readSecret(d.NonceSecretFile)
+		if err != nil {
+			bad("tokens.dpop.nonceSecretFile", "%v", err)
+		}
+		gc.Tokens.DPoP.NonceSecret = secret
+	case d.Nonces:
+		gc.Tokens.DPoP.NonceSecret = processNonceSecret()
+	case d.NonceSecretFile != "":
+		bad("tokens.dpop.nonceSecretFile", "is set while tokens.dpop.nonces is false: turn nonces on, or remove it")
+	}
+
+	header := c.Tokens.ClientCertificateHeader
+	switch c.Tokens.ClientCertificate.From {
+	case "", "tls":
+		if header != "" {
+			bad("tokens.clientCertificateHeader", "is read only with tokens.clientCertificate.from: header")
+		}
+	case "header":
+		if header == "" {
+			bad("tokens.clientCertificateHeader", "is required with tokens.clientCertificate.from: header (X-Forwarded-Client-Cert for Envoy and Istio)")
+		}
+		gc.Tokens.ClientCertificateHeader = header
+		// Whatever a client sends in it must never reach the upstream.
+		if !slices.ContainsFunc(l.Forward.StripHeaders, func(h string) bool { return normalize(h) == normalize(header) }) {
+			l.Forward.StripHeaders = append(slices.Clone(l.Forward.StripHeaders), header)
+		}
+	default:
+		bad("tokens.clientCertificate.from", "%q: use tls or header", c.Tokens.ClientCertificate.From)
+	}
+
+	t := c.TLS
+	switch {
+	case t == TLS{}:
+	case t.Cert == "" || t.Key == "":
+		bad("tls", "needs both cert and key")
+	default:
+		if _, err := tls.LoadX509KeyPair(t.Cert, t.Key); err != nil {
+			bad("tls.cert", "the certificate and key do not load: %v", err)
+		}
+		if t.ClientCA != "" {
+			if _, err := loadCAs(t.ClientCA); err != nil {
+				bad("tls.clientCA", "%v", err)
+			}
+		}
+		l.TLS = &t
+	}
+
+	l.Replay = c.Replay
+	r := &l.Replay
+	if r.Store == "" {
+		r.Store = StoreMemory
+	}
+	if r.Redis.Timeout == 0 {
+		r.Redis.Timeout = DefaultRedisTimeout
+	}
+	switch r.Store {
+	case StoreMemory:
+		if len(r.Redis.Addrs) > 0 {
+			bad("replay.redis", "is set while replay.store is memory: say store: redis")
+		}
+	case StoreRedis:
+		if len(r.Redis.Addrs) == 0 {
+			bad("replay.redis.addrs", "is required with replay.store: redis (host:port of the Redis the replicas share)")
+		}
+		for i, a := range r.Redis.Addrs {
+			if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+				bad(fmt.Sprintf("replay.redis.addrs[%d]", i), "%q is not host:port", a)
+			}
+		}
+		for key, f := range map[string]string{"replay.redis.usernameFile": r.Redis.UsernameFile, "replay.redis.passwordFile": r.Redis.PasswordFile} {
+			if f == "" {
+				continue
+			}
+			if _, err := readSecret(f); err != nil {
+				bad(key, "%v", err)
+			}
+		}
+		if r.Redis.CAFile != "" {
+			if _, err := loadCAs(r.Redis.CAFile); err != nil {
+				bad("replay.redis.caFile", "%v", err)
+			}
+		}
+		if r.Redis.Timeout < 0 || r.Redis.Timeout > 5*time.Second {
+			bad("replay.redis.timeout", "%s is outside 1ms to 5s: every single-use request waits up to this long", r.Redis.Timeout)
+		}
+	default:
+		bad("replay.store", "%q: use memory or redis", r.Store)
+	}
+	return errs
+}
+
+// DefaultRedisTimeout bounds a use of the Redis replay store.
+const DefaultRedisTimeout = 50 * time.Millisecond
+
+// maxSecretBytes bounds a secret file: a password or a nonce secret, not a document.
+const maxSecretBytes = 4096
+
+// readSecret reads a secret file, without its trailing line break (editors and
+// kubectl create secret --from-file keep one). Its content is never part of an error.
+func readSecret(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := readCapped(f, maxSecretBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	data = bytes.TrimRight(data, "\r\n")
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%s is empty", path)
+	}
+	return data, nil
+}
+
+// loadCAs reads a PEM bundle of CA certificates.
+func loadCAs(path string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+// processNonceSecret is the DPoP nonce secret of a sidecar without
+// tokens.dpop.nonceSecretFile: random, the same across reloads of this process, and
+// known to no other replica.
+var processNonceSecret = sync.OnceValue(func() []byte {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return b
+})
 
 func sortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))

@@ -22,6 +22,8 @@ var renamed = map[string]string{
 	"Tokens.CacheEntries": "tokens.cache.entries",
 	"Tokens.CacheBytes":   "tokens.cache.bytes",
 	"Tokens.NoCache":      "tokens.cache.entries",
+	// The secret comes from a file.
+	"Tokens.DPoP.NonceSecret": "tokens.dpop.nonceSecretFile",
 }
 
 // yamlKey translates a Go path of middleware.Config into the file's key, such as
