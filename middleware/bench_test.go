@@ -7,6 +7,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/tokengate/tokengate/dpop/dpoptest"
 	"github.com/tokengate/tokengate/jwks"
 	"github.com/tokengate/tokengate/jwks/jwkstest"
 	"github.com/tokengate/tokengate/middleware"
@@ -89,6 +90,62 @@ func BenchmarkDecision(b *testing.B) {
 			for b.Loop() {
 				if _, err := parser.Parse(tok, keyfunc); err != nil {
 					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDPoP measures a decision with a DPoP proof, every request a fresh proof (made
+// before the timer starts): "cached-dpop" finds the token in the cache and checks the
+// proof, "uncached-dpop" verifies both; the bearer "cached" and "uncached-ES256" of the
+// same run are the baselines (docs/performance.md#dpop).
+func BenchmarkDPoP(b *testing.B) {
+	dpopOn := func(c *middleware.Config) {
+		c.ExternalURL = externalURL
+		c.Issuers[0].DPoP = middleware.DPoPAllowed
+	}
+	e := newEnv(b, dpopOn)
+	nocache := newEnvFor(b, e.as, func(c *middleware.Config) { dpopOn(c); c.Tokens.NoCache = true }, middleware.Options{})
+	client := dpoptest.MustNewClient("ES256")
+	tok := e.as.MustMint(jwkstest.Claims{"scope": "orders:read", "cnf": map[string]any{"jkt": client.JKT()}}, jwkstest.WithKey("ec-1"))
+	bearerTok := e.as.MustMint(jwkstest.Claims{"scope": "orders:read"}, jwkstest.WithKey("ec-1"))
+	proofs := func(n int) []*http.Request {
+		reqs := make([]*http.Request, n)
+		for i := range reqs {
+			reqs[i] = httptest.NewRequest("GET", "/orders/42", nil)
+			reqs[i].Header.Set("Authorization", "DPoP "+tok)
+			reqs[i].Header.Set("DPoP", client.MustProof("GET", externalURL+"/orders/42", tok, nil, nil))
+		}
+		return reqs
+	}
+	e.gate.Decide(proofs(1)[0])
+	e.gate.Decide(benchRequest(bearerTok))
+	for _, tc := range []struct {
+		name string
+		g    *middleware.Gate
+	}{{"cached-dpop", e.gate}, {"uncached-dpop-ES256", nocache.gate}} {
+		b.Run(tc.name, func(b *testing.B) {
+			reqs := proofs(b.N)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				if d := tc.g.Decide(reqs[i]); !d.Allowed() {
+					b.Fatal(d.Err)
+				}
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		g    *middleware.Gate
+	}{{"cached", e.gate}, {"uncached-ES256", nocache.gate}} {
+		b.Run(tc.name, func(b *testing.B) {
+			req := benchRequest(bearerTok)
+			b.ReportAllocs()
+			for b.Loop() {
+				if d := tc.g.Decide(req); !d.Allowed() {
+					b.Fatal(d.Err)
 				}
 			}
 		})

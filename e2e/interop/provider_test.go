@@ -145,7 +145,13 @@ func (p *provider) start(t *testing.T, keys []*jwkstest.Key) {
 }
 
 func (p *provider) startOnce(keysFile string) error {
-	cmd := exec.Command("node", "provider.mjs", "--port", p.port, "--keys", keysFile)
+	return p.startScript("provider.mjs", "--port", p.port, "--keys", keysFile)
+}
+
+// startScript runs a node script of testdata/oidc (provider.mjs, bound-provider.mjs)
+// and waits until it prints `READY <issuer>`.
+func (p *provider) startScript(script string, args ...string) error {
+	cmd := exec.Command("node", append([]string{script}, args...)...)
 	cmd.Dir = oidcDir
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
