@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"net/url"
@@ -85,6 +86,7 @@ type Verifier struct {
 	nonces         *nonces
 	replay         replay.Store
 	now            func() time.Time
+	headers        headerCache
 }
 
 // New checks cfg and returns a Verifier.
@@ -167,20 +169,20 @@ func (v *Verifier) Nonce() string {
 	return v.nonces.issue(v.now())
 }
 
+// proofHeader is what a proof's header says, once checked: the key and its thumbprint.
 type proofHeader struct {
-	Typ  string          `json:"typ"`
-	Alg  string          `json:"alg"`
-	JWK  json.RawMessage `json:"jwk"`
-	Crit json.RawMessage `json:"crit"`
+	alg string
+	key crypto.PublicKey
+	jkt string
 }
 
 type proofClaims struct {
-	JTI   *string      `json:"jti"`
-	HTM   *string      `json:"htm"`
-	HTU   *string      `json:"htu"`
-	IAT   *json.Number `json:"iat"`
-	ATH   *string      `json:"ath"`
-	Nonce *string      `json:"nonce"`
+	JTI   *string
+	HTM   *string
+	HTU   *string
+	IAT   *json.Number
+	ATH   *string
+	Nonce *string
 }
 
 // Verify checks the proof sent with r (the value of its one DPoP header) and, when
@@ -194,40 +196,26 @@ func (v *Verifier) Verify(ctx context.Context, proof string, r *http.Request, ac
 	if len(proof) > MaxProofBytes {
 		return nil, invalid("the proof has %d bytes, more than %d", len(proof), MaxProofBytes)
 	}
-	parts := strings.Split(proof, ".")
-	if len(parts) != 3 {
+	h, rest, ok1 := strings.Cut(proof, ".")
+	payload, sigSeg, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || strings.Contains(sigSeg, ".") {
 		return nil, invalid("the proof is not a compact JWS")
 	}
-	var hdr proofHeader
-	if err := decodeSegment(parts[0], &hdr); err != nil {
-		return nil, invalid("the proof's header: %v", err)
-	}
-	// A media type: compared without case, "application/" optional (RFC 7515 §4.1.9).
-	if typ := strings.ToLower(hdr.Typ); typ != "dpop+jwt" && typ != "application/dpop+jwt" {
-		return nil, invalid("typ %q is not dpop+jwt", hdr.Typ)
-	}
-	if !slices.Contains(v.algs, hdr.Alg) {
-		return nil, invalid("alg %q is not allowed (allowed: %s)", hdr.Alg, strings.Join(v.algs, " "))
-	}
-	if hdr.Crit != nil {
-		return nil, invalid("the proof names critical header parameters")
-	}
-	if hdr.JWK == nil {
-		return nil, invalid("the proof has no jwk header")
-	}
-	key, err := publicKey(hdr.JWK, hdr.Alg)
+	hdr, cached, err := v.header(h)
 	if err != nil {
-		return nil, invalid("%v", err)
+		return nil, err
 	}
-	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	sig, err := base64.RawURLEncoding.DecodeString(sigSeg)
 	if err != nil {
 		return nil, invalid("the signature is not base64url")
 	}
-	if err := jwt.GetSigningMethod(hdr.Alg).Verify(parts[0]+"."+parts[1], sig, key); err != nil {
+	if err := jwt.GetSigningMethod(hdr.alg).Verify(proof[:len(h)+1+len(payload)], sig, hdr.key); err != nil {
 		return nil, invalid("the signature does not verify with the proof's jwk")
 	}
 	var c proofClaims
-	if err := decodeSegment(parts[1], &c); err != nil {
+	if err := decodeSegment(payload, map[string]any{
+		"jti": &c.JTI, "htm": &c.HTM, "htu": &c.HTU, "iat": &c.IAT, "ath": &c.ATH, "nonce": &c.Nonce,
+	}); err != nil {
 		return nil, invalid("the proof's claims: %v", err)
 	}
 	switch {
@@ -256,29 +244,72 @@ func (v *Verifier) Verify(ctx context.Context, proof string, r *http.Request, ac
 	}
 	if accessToken != "" {
 		sum := sha256.Sum256([]byte(accessToken))
-		want := base64.RawURLEncoding.EncodeToString(sum[:])
-		if c.ATH == nil || subtle.ConstantTimeCompare([]byte(*c.ATH), []byte(want)) != 1 {
+		var want [43]byte
+		base64.RawURLEncoding.Encode(want[:], sum[:])
+		if c.ATH == nil || subtle.ConstantTimeCompare([]byte(*c.ATH), want[:]) != 1 {
 			return nil, invalid("ath is not the hash of the access token")
 		}
 	}
-	jkt, err := jwks.Thumbprint(key)
-	if err != nil {
-		return nil, invalid("%v", err)
-	}
 	// Keyed by the proof's key as well: nobody without that key can use up its jtis.
-	first, err := v.replay.Use(ctx, "dpop|"+jkt+"|"+*c.JTI, iat.Add(v.maxAge+time.Second))
+	first, err := v.replay.Use(ctx, "dpop|"+hdr.jkt+"|"+*c.JTI, iat.Add(v.maxAge+time.Second))
 	if err != nil {
 		return nil, &Error{class: ErrStoreUnavailable, Err: err}
 	}
 	if !first {
 		return nil, &Error{class: ErrReplay, Err: errors.New("this jti was used before")}
 	}
-	return &Proof{JKT: jkt, JTI: *c.JTI, IssuedAt: iat, Key: key}, nil
+	if !cached {
+		v.headers.put(strings.Clone(h), hdr)
+	}
+	return &Proof{JKT: hdr.jkt, JTI: *c.JTI, IssuedAt: iat, Key: hdr.key}, nil
+}
+
+// header checks a proof's header segment and reads its key: from the cache of headers
+// of proofs that verified (a client sends the same header with every proof), or by
+// decoding it. cached says which.
+func (v *Verifier) header(seg string) (hdr *proofHeader, cached bool, err error) {
+	if hdr := v.headers.get(seg); hdr != nil {
+		return hdr, true, nil
+	}
+	var (
+		typ, alg string
+		jwk      json.RawMessage
+		crit     json.RawMessage
+	)
+	if err := decodeSegment(seg, map[string]any{"typ": &typ, "alg": &alg, "jwk": &jwk, "crit": &crit}); err != nil {
+		return nil, false, invalid("the proof's header: %v", err)
+	}
+	// A media type: compared without case, "application/" optional (RFC 7515 §4.1.9).
+	if t := strings.ToLower(typ); t != "dpop+jwt" && t != "application/dpop+jwt" {
+		return nil, false, invalid("typ %q is not dpop+jwt", typ)
+	}
+	if !slices.Contains(v.algs, alg) {
+		return nil, false, invalid("alg %q is not allowed (allowed: %s)", alg, strings.Join(v.algs, " "))
+	}
+	if crit != nil {
+		return nil, false, invalid("the proof names critical header parameters")
+	}
+	if jwk == nil {
+		return nil, false, invalid("the proof has no jwk header")
+	}
+	key, err := publicKey(jwk, alg)
+	if err != nil {
+		return nil, false, invalid("%v", err)
+	}
+	jkt, err := jwks.Thumbprint(key)
+	if err != nil {
+		return nil, false, invalid("%v", err)
+	}
+	return &proofHeader{alg: alg, key: key, jkt: jkt}, false, nil
 }
 
 // checkHTU compares the proof's htu with the URI the client addressed: the external URL
 // and the request's path, both normalized, without query or fragment (RFC 9449 §4.3).
 func (v *Verifier) checkHTU(htu string, r *http.Request) error {
+	// The same string normalizes the same: most clients send exactly this.
+	if path := r.URL.EscapedPath(); len(htu) == len(v.base)+len(path) && strings.HasPrefix(htu, v.base) && strings.HasSuffix(htu, path) {
+		return nil
+	}
 	got, err := normalizeURI(htu)
 	if err != nil {
 		return invalid("htu %q: %v", htu, err)
@@ -293,17 +324,43 @@ func (v *Verifier) checkHTU(htu string, r *http.Request) error {
 	return nil
 }
 
-func decodeSegment(seg string, v any) error {
+// decodeSegment decodes a base64url JSON object into fields, by exact member name
+// (RFC 7515 §5.3: names are compared without any case folding, which encoding/json's
+// struct decoding would do); other members are skipped, a member twice is an error.
+func decodeSegment(seg string, fields map[string]any) error {
 	b, err := base64.RawURLEncoding.DecodeString(seg)
 	if err != nil {
 		return errors.New("not base64url")
 	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber()
-	if err := d.Decode(v); err != nil {
-		return errors.New("not a JSON object of the expected members")
+	if t, err := d.Token(); err != nil || t != json.Delim('{') {
+		return errors.New("not a JSON object")
 	}
-	if d.More() {
+	seen := make(map[string]bool, len(fields))
+	for d.More() {
+		t, err := d.Token()
+		if err != nil {
+			return errors.New("not a JSON object")
+		}
+		name, _ := t.(string)
+		if seen[name] {
+			return fmt.Errorf("member %q appears twice", name)
+		}
+		seen[name] = true
+		dst, ok := fields[name]
+		if !ok {
+			var skip json.RawMessage
+			dst = &skip
+		}
+		if err := d.Decode(dst); err != nil {
+			return fmt.Errorf("member %q is not of the expected type", name)
+		}
+	}
+	if _, err := d.Token(); err != nil {
+		return errors.New("not a JSON object")
+	}
+	if _, err := d.Token(); err != io.EOF {
 		return errors.New("data after the JSON object")
 	}
 	return nil

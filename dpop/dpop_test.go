@@ -6,8 +6,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -451,4 +454,72 @@ func TestTypIsAMediaType(t *testing.T) {
 			t.Errorf("typ %q: %v", typ, err)
 		}
 	}
+}
+
+// TestMemberNamesAreExact: JOSE member names are compared exactly (RFC 7515 §5.3), so
+// "HTM" is not htm, and a member twice is refused whatever value comes last.
+func TestMemberNamesAreExact(t *testing.T) {
+	clk := testclock.New(time.Now())
+	v := newVerifier(t, clk, nil)
+	c := clientFor(t, "ES256")
+	hdr := map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": c.jwk}
+	claims := func(extra string) json.RawMessage {
+		return json.RawMessage(`{"jti":"` + rand.Text() + `","htu":"https://api.example.com/orders/1","iat":` +
+			strconv.FormatInt(clk.Now().Unix(), 10) + `,"ath":"` + ath(token) + `"` + extra + `}`)
+	}
+	for name, proof := range map[string]string{
+		"htm in upper case":    c.sign(t, hdr, claims(`,"HTM":"GET"`)),
+		"htm twice":            c.sign(t, hdr, claims(`,"htm":"POST","htm":"GET"`)),
+		"alg in upper case":    c.sign(t, map[string]any{"typ": "dpop+jwt", "ALG": "ES256", "jwk": c.jwk}, claims(`,"htm":"GET"`)),
+		"jwk twice":            c.sign(t, json.RawMessage(`{"typ":"dpop+jwt","alg":"ES256","jwk":{},"jwk":`+mustJSON(t, c.jwk)+`}`), claims(`,"htm":"GET"`)),
+		"an array, not object": c.sign(t, hdr, json.RawMessage(`[1]`)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := v.Verify(context.Background(), proof, httptest.NewRequest("GET", "/orders/1", nil), token)
+			if !errors.Is(err, dpop.ErrInvalidProof) {
+				t.Errorf("error %v, want ErrInvalidProof", err)
+			}
+		})
+	}
+	good := c.sign(t, hdr, claims(`,"htm":"GET","HTM":"POST"`))
+	if _, err := v.Verify(context.Background(), good, httptest.NewRequest("GET", "/orders/1", nil), token); err != nil {
+		t.Errorf("an unknown member HTM beside htm: %v", err)
+	}
+}
+
+// TestHeaderCache: a second proof with the same header (the cache) is held to every
+// check of the claims, and a header of a proof that failed is not remembered.
+func TestHeaderCache(t *testing.T) {
+	clk := testclock.New(time.Now())
+	v := newVerifier(t, clk, nil)
+	c := clientFor(t, "ES256")
+	r := func() *http.Request { return httptest.NewRequest("GET", "/orders/1", nil) }
+	good := map[string]any{"ath": ath(token), "iat": clk.Now().Unix()}
+	for i := range 3 {
+		if _, err := v.Verify(context.Background(), c.proof(t, nil, good), r(), token); err != nil {
+			t.Fatalf("proof %d: %v", i, err)
+		}
+	}
+	for name, claims := range map[string]map[string]any{
+		"another method": {"ath": ath(token), "iat": clk.Now().Unix(), "htm": "POST"},
+		"too old":        {"ath": ath(token), "iat": clk.Now().Add(-time.Hour).Unix()},
+		"another token":  {"ath": ath("other"), "iat": clk.Now().Unix()},
+	} {
+		if _, err := v.Verify(context.Background(), c.proof(t, nil, claims), r(), token); !errors.Is(err, dpop.ErrInvalidProof) {
+			t.Errorf("%s with a known header: %v", name, err)
+		}
+	}
+	forged := tamper(c.proof(t, nil, good), 2)
+	if _, err := v.Verify(context.Background(), forged, r(), token); !errors.Is(err, dpop.ErrInvalidProof) {
+		t.Errorf("a bad signature with a known header: %v", err)
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
