@@ -46,7 +46,7 @@ type Config struct {
 	// "none" are refused.
 	Algorithms []string
 	// MaxAge is how far in the past a proof's iat may be [60s]; Leeway how far in the
-	// future, for clock skew [5s].
+	// future, for clock skew [5s; negative: none].
 	MaxAge, Leeway time.Duration
 	// NonceSecret turns server nonces on: every proof must carry a nonce this server
 	// (or a replica with the same secret, at least 32 bytes) issued within
@@ -126,14 +126,14 @@ func New(cfg Config, opts Options) (*Verifier, error) {
 	if v.maxAge == 0 {
 		v.maxAge = DefaultMaxAge
 	}
-	if v.leeway == 0 {
+	switch {
+	case v.leeway == 0:
 		v.leeway = DefaultLeeway
+	case v.leeway < 0:
+		v.leeway = 0 // none, as tokens.leeway: 0s says
 	}
 	if v.maxAge < 0 {
 		bad("MaxAge", "must be positive, got %s", v.maxAge)
-	}
-	if v.leeway < 0 {
-		bad("Leeway", "must be positive, got %s", v.leeway)
 	}
 	if cfg.NonceSecret != nil {
 		if len(cfg.NonceSecret) < 32 {

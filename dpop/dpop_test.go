@@ -291,6 +291,8 @@ func TestIATWindow(t *testing.T) {
 		{"a fraction of a second", float64(now) + 0.5, nil, true},
 		{"10 s old with MaxAge 5s", now - 10, func(c *dpop.Config) { c.MaxAge = 5 * time.Second }, false},
 		{"20 s ahead with Leeway 30s", now + 20, func(c *dpop.Config) { c.Leeway = 30 * time.Second }, true},
+		{"1 s ahead with no leeway", now + 1, func(c *dpop.Config) { c.Leeway = -1 }, false},
+		{"now with no leeway", now, func(c *dpop.Config) { c.Leeway = -1 }, true},
 		{"negative", -1, nil, false},
 		{"far beyond any date", 1e300, nil, false},
 	} {
@@ -396,7 +398,6 @@ func TestConfigErrors(t *testing.T) {
 		{"none", dpop.Config{ExternalURL: "https://a.example", Algorithms: []string{"none"}}, "Algorithms"},
 		{"no algorithms", dpop.Config{ExternalURL: "https://a.example", Algorithms: []string{}}, "Algorithms"},
 		{"a negative MaxAge", dpop.Config{ExternalURL: "https://a.example", MaxAge: -time.Second}, "MaxAge"},
-		{"a negative Leeway", dpop.Config{ExternalURL: "https://a.example", Leeway: -time.Second}, "Leeway"},
 		{"a short nonce secret", dpop.Config{ExternalURL: "https://a.example", NonceSecret: []byte("short")}, "NonceSecret"},
 		{"a nonce period under a second", dpop.Config{ExternalURL: "https://a.example", NonceSecret: make([]byte, 32), NoncePeriod: time.Millisecond}, "NoncePeriod"},
 	} {

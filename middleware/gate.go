@@ -157,8 +157,9 @@ func dpopConfig(cfg Config) dpop.Config {
 		ExternalURL: cfg.ExternalURL,
 		Algorithms:  cfg.Tokens.DPoP.Algorithms,
 		MaxAge:      cfg.Tokens.DPoP.MaxAge,
-		// A proof may come from the future as far as a token may (DESIGN, precise points).
-		Leeway:      cfg.Tokens.Leeway,
+		// A proof may come from the future as far as a token may (DESIGN, precise
+		// points); dpop's zero is its default, its negative none.
+		Leeway:      cmp.Or(cfg.Tokens.Leeway, -1),
 		NonceSecret: cfg.Tokens.DPoP.NonceSecret,
 	}
 }
