@@ -1,6 +1,7 @@
 package jwks
 
 import (
+	"crypto/ed25519"
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"github.com/MicahParks/jwkset"
 
 	"github.com/tokengate/tokengate/internal/clip"
+	"github.com/tokengate/tokengate/internal/smallorder"
 )
 
 // Why a key of a fetched document was left out of the set. These are the values of the
@@ -136,6 +138,9 @@ func parseKey(raw json.RawMessage, allowed algSet) (jwk jwkset.JWK, kid, reason,
 		if pub.E < 3 || pub.E%2 == 0 || len(m.E) > 6 {
 			return named(skipInvalid, "RSA exponent out of range")
 		}
+	}
+	if pub, ok := jwk.Key().(ed25519.PublicKey); ok && smallorder.Ed25519(pub) {
+		return named(skipInvalid, "an Ed25519 key of small order, for which anyone can make a signature")
 	}
 	if m.ALG != "" {
 		own := algBit(string(m.ALG))

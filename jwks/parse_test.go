@@ -82,6 +82,8 @@ func TestParseKey(t *testing.T) {
 		{"secp256k1", json.RawMessage(`{"kty":"EC","crv":"secp256k1","x":"AQ","y":"AQ"}`), all, skipUnsupported},
 		{"X25519 is not a signing key", jwk(t, x25519.PublicKey(), nil), all, skipUnsupported},
 		{"Ed448", json.RawMessage(`{"kty":"OKP","crv":"Ed448","x":"AQ"}`), all, skipUnsupported},
+		{"Ed25519 neutral point (small order)", json.RawMessage(`{"kty":"OKP","crv":"Ed25519","x":"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}`), all, skipInvalid},
+		{"Ed25519 p-1 (small order)", json.RawMessage(`{"kty":"OKP","crv":"Ed25519","x":"7P___________________________________________38"}`), all, skipInvalid},
 		{"unknown kty", json.RawMessage(`{"kty":"PQC","x":"AQ"}`), all, skipUnsupported},
 		{"not an object", json.RawMessage(`[1,2]`), all, skipInvalid},
 		{"kid of the wrong type", json.RawMessage(`{"kty":"RSA","kid":7}`), all, skipInvalid},
