@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"os"
+	"reflect"
 	"time"
 )
 
@@ -47,6 +48,9 @@ func (s *Sidecar) reloadIfChanged(keyCtx context.Context) bool {
 	if l.Listen != cur.loaded.Listen || l.Admin != cur.loaded.Admin {
 		s.log.Warn("listen and admin addresses change only on restart; the rest of the configuration is applied",
 			"listen", cur.loaded.Listen, "admin", cur.loaded.Admin)
+	}
+	if !reflect.DeepEqual(l.TLS, s.first.TLS) || !reflect.DeepEqual(l.Replay, s.first.Replay) {
+		s.log.Warn("tls and replay change only on restart (certificate files are re-read as they change); the rest of the configuration is applied")
 	}
 	next, err := s.build(keyCtx, l, sum)
 	if err != nil {

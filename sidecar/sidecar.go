@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,8 +19,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tokengate/tokengate/internal/certfile"
 	"github.com/tokengate/tokengate/jwks"
 	"github.com/tokengate/tokengate/middleware"
+	"github.com/tokengate/tokengate/replay"
+	"github.com/tokengate/tokengate/replay/redisstore"
 )
 
 // Defaults of Options, which `tokengate sidecar`'s flags take (a test of the command
@@ -70,6 +74,9 @@ type Options struct {
 	// UpstreamTimeout bounds the wait for the upstream's response headers (then 504).
 	// A slow body is streamed for as long as it takes. Default DefaultUpstreamTimeout.
 	UpstreamTimeout time.Duration
+	// Replay replaces the replay store the configuration names (replay.store). The
+	// sidecar does not close it.
+	Replay replay.Store
 }
 
 // Sidecar is the reverse proxy that is tokengate's main job: a traffic listener that
@@ -94,6 +101,12 @@ type Sidecar struct {
 
 	mu   sync.Mutex // guards sets
 	sets map[string]*keySet
+
+	// store records single uses for every configuration the sidecar runs: a reload
+	// must not forget which tokens were used. closeStore closes it when the sidecar
+	// made it.
+	store      replay.Store
+	closeStore func() error
 }
 
 // state is one loaded configuration: what serves requests until the next reload.
@@ -142,8 +155,79 @@ func New(l *Loaded, opts Options) (*Sidecar, error) {
 	}
 	tr := newTransport(opts.UpstreamTimeout)
 	up := &upgradeTransport{base: tr, dialer: &net.Dialer{Timeout: upstreamDialTimeout, KeepAlive: 30 * time.Second}, headerTimeout: opts.UpstreamTimeout}
-	return &Sidecar{opts: opts, log: opts.Logger, reg: opts.Registry, metrics: m, keys: keys, first: l,
-		tr: tr, up: up, tuns: newTunnels(), sets: map[string]*keySet{}}, nil
+	s := &Sidecar{opts: opts, log: opts.Logger, reg: opts.Registry, metrics: m, keys: keys, first: l,
+		tr: tr, up: up, tuns: newTunnels(), sets: map[string]*keySet{}, store: opts.Replay}
+	if s.store == nil {
+		if s.store, s.closeStore, err = newStore(l.Replay); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// MemoryStoreEntries bounds the in-memory replay store: about 20 MiB when full
+// (docs/operations.md#memory). When it is full of unexpired records a new use is
+// refused (503), never let through.
+const MemoryStoreEntries = 100_000
+
+// newStore makes the replay store of a configuration: in memory, or a Redis client
+// (which connects on first use, so that the sidecar starts while Redis is down).
+func newStore(r Replay) (replay.Store, func() error, error) {
+	if r.Store != StoreRedis {
+		return replay.NewMemory(MemoryStoreEntries, nil), func() error { return nil }, nil
+	}
+	cfg := redisstore.Config{Addrs: r.Redis.Addrs, MasterName: r.Redis.MasterName, Timeout: r.Redis.Timeout}
+	for _, f := range []struct {
+		file string
+		into *string
+	}{{r.Redis.UsernameFile, &cfg.Username}, {r.Redis.PasswordFile, &cfg.Password}} {
+		if f.file == "" {
+			continue
+		}
+		b, err := readSecret(f.file)
+		if err != nil {
+			return nil, nil, fmt.Errorf("sidecar: replay.redis: %w", err)
+		}
+		*f.into = string(b)
+	}
+	if r.Redis.TLS || r.Redis.CAFile != "" {
+		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		if r.Redis.CAFile != "" {
+			pool, err := loadCAs(r.Redis.CAFile)
+			if err != nil {
+				return nil, nil, fmt.Errorf("sidecar: replay.redis.caFile: %w", err)
+			}
+			cfg.TLS.RootCAs = pool
+		}
+	}
+	store, err := redisstore.New(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sidecar: replay.redis: %w", err)
+	}
+	return store, store.Close, nil
+}
+
+// trafficTLS is the traffic listener's TLS configuration, nil for plain HTTP.
+func (s *Sidecar) trafficTLS() (*tls.Config, error) {
+	t := s.first.TLS
+	if t == nil {
+		return nil, nil
+	}
+	certs, err := certfile.NewReloader(t.Cert, t.Key, s.log)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}
+	if t.ClientCA != "" {
+		pool, err := loadCAs(t.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("tls.clientCA: %w", err)
+		}
+		// A client without a certificate is served: only its certificate-bound tokens
+		// are refused (binding).
+		cfg.ClientAuth, cfg.ClientCAs = tls.VerifyClientCertIfGiven, pool
+	}
+	return cfg, nil
 }
 
 // Run serves until ctx is cancelled, then stops accepting connections, lets requests in
@@ -166,6 +250,10 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		}
 	}
 
+	tlsCfg, err := s.trafficTLS()
+	if err != nil {
+		return err
+	}
 	ln, err := s.listen(s.opts.Listener, s.first.Listen, "listen")
 	if err != nil {
 		return err
@@ -183,9 +271,15 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		Protocols:         new(http.Protocols),
 	}
-	// Clients may speak HTTP/2 in clear text (h2c) as well as HTTP/1.1.
+	// Clients may speak HTTP/2 in clear text (h2c) as well as HTTP/1.1; over TLS,
+	// HTTP/2 as ALPN agrees.
 	traffic.Protocols.SetHTTP1(true)
 	traffic.Protocols.SetUnencryptedHTTP2(true)
+	if tlsCfg != nil {
+		traffic.Protocols.SetHTTP2(true)
+		traffic.TLSConfig = tlsCfg
+		ln = tls.NewListener(ln, traffic.TLSConfig)
+	}
 	adminSrv := &http.Server{
 		Handler:           s.adminHandler(),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -202,8 +296,8 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	if s.opts.ConfigPath != "" {
 		wg.Go(func() { s.watch(watchCtx, keyCtx) })
 	}
-	s.log.Info("tokengate sidecar serving", "listen", ln.Addr().String(), "admin", admin.Addr().String(),
-		"upstream", s.first.Upstream.String(), "mode", modeOf(s.first))
+	s.log.Info("tokengate sidecar serving", "listen", ln.Addr().String(), "tls", tlsCfg != nil, "admin", admin.Addr().String(),
+		"upstream", s.first.Upstream.String(), "mode", modeOf(s.first), "replay_store", storeName(s.store))
 
 	var runErr error
 	select {
@@ -223,6 +317,11 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	s.tuns.closeAll()
 	wg.Wait()
 	s.tr.CloseIdleConnections()
+	if s.closeStore != nil {
+		if err := s.closeStore(); err != nil {
+			s.log.Warn("closing the replay store", "error", err)
+		}
+	}
 	close(errs)
 	for err := range errs {
 		if runErr == nil && err != nil {
@@ -287,6 +386,7 @@ func (s *Sidecar) build(keyCtx context.Context, l *Loaded, sum [32]byte) (*state
 		Logger:        s.log,
 		ClaimsChecks:  []func(*middleware.Claims) error{p.id.check},
 		RequestChecks: []func(*http.Request) error{forwardable},
+		Replay:        s.store,
 	})
 	if err != nil {
 		s.release(sets)
@@ -399,6 +499,30 @@ func (s *Sidecar) Ready() (bool, []string) {
 	return len(waiting) == 0, waiting
 }
 
+// storeStatus says whether a store that can be asked (Redis) answers: "ok", or
+// "unavailable: …"; "" for a store in memory. A replay store that does not answer
+// leaves the sidecar ready: requests on single-use routes and with DPoP proofs are
+// refused (503, Retry-After) while every other route keeps working, whereas an unready
+// pod would take all of them out of the Service (docs/operations.md#replay-store-redis).
+func (s *Sidecar) storeStatus(ctx context.Context) string {
+	p, ok := s.store.(interface{ Ping(context.Context) error })
+	if !ok {
+		return ""
+	}
+	if err := p.Ping(ctx); err != nil {
+		return "unavailable: " + err.Error()
+	}
+	return "ok"
+}
+
+// storeName is the replay store's kind, for the log.
+func storeName(st replay.Store) string {
+	if n, ok := st.(replay.Named); ok {
+		return n.Name()
+	}
+	return "custom"
+}
+
 func (s *Sidecar) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
@@ -413,12 +537,16 @@ func (s *Sidecar) adminHandler() http.Handler {
 	}
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ok, why := s.Ready()
+		body := map[string]any{"ready": ok, "waiting": why}
+		if store := s.storeStatus(r.Context()); store != "" {
+			body["replayStore"] = store
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		if !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"ready": ok, "waiting": why})
+		_ = json.NewEncoder(w).Encode(body)
 	})
 	return mux
 }

@@ -63,16 +63,24 @@ type harness struct {
 	cancel  context.CancelFunc
 	done    chan error
 	logs    *e2etest.LockedBuffer
+	// template is the configuration, baseConfig unless startWith says otherwise.
+	template string
 }
 
 func start(t testing.TB, extra string, opts ...func(*sidecar.Options)) *harness {
+	t.Helper()
+	return startWith(t, baseConfig, extra, opts...)
+}
+
+// startWith is start with another configuration template (with baseConfig's verbs).
+func startWith(t testing.TB, template, extra string, opts ...func(*sidecar.Options)) *harness {
 	t.Helper()
 	as, err := jwkstest.NewServer(jwkstest.WithAudience(audience))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(as.Close)
-	h := &harness{as: as, up: upstreamtest.Start(t), logs: &e2etest.LockedBuffer{}}
+	h := &harness{as: as, up: upstreamtest.Start(t), logs: &e2etest.LockedBuffer{}, template: template}
 	h.cfgPath = filepath.Join(t.TempDir(), "tokengate.yaml")
 	h.writeConfig(t, extra)
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -105,7 +113,7 @@ func start(t testing.TB, extra string, opts ...func(*sidecar.Options)) *harness 
 
 func (h *harness) writeConfig(t testing.TB, extra string) {
 	t.Helper()
-	cfg := fmt.Sprintf(baseConfig, h.as.Issuer, h.up.URL, audience) + extra
+	cfg := fmt.Sprintf(h.template, h.as.Issuer, h.up.URL, audience) + extra
 	tmp := h.cfgPath + ".tmp"
 	if err := os.WriteFile(tmp, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

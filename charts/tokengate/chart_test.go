@@ -50,7 +50,8 @@ var valueSets = map[string][]string{
 	"monitoring": {"monitoring.serviceMonitor.enabled=true", "monitoring.podMonitor.enabled=true",
 		"monitoring.prometheusRule.enabled=true", "monitoring.dashboard.enabled=true", "monitoring.serviceMonitor.labels.release=prom"},
 	"customised": {"injector.replicas=3", "webhook.excludedNamespaces={legacy,batch}", "fullnameOverride=gate",
-		"image.tag=v9.9.9", "injector.priorityClassName=system-cluster-critical", "sidecar.memoryLimit=128Mi"},
+		"image.tag=v9.9.9", "injector.priorityClassName=system-cluster-critical", "sidecar.memoryLimit=128Mi",
+		"sidecar.redisSecret=replay-redis"},
 }
 
 // object is a rendered object: its kind and its JSON.
@@ -193,6 +194,7 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		"issuer without name": "certificates.certManager.issuerRef.kind=ClusterIssuer",
 		"empty issuer group":  "certificates.certManager.issuerRef.group=",
 		"unknown monitor key": "monitoring.podMonitor.intervall=1m",
+		"redis secret name":   "sidecar.redisSecret=Redis_Secret",
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := template(t, "default", []string{set})
@@ -311,6 +313,11 @@ func checkDeployment(t *testing.T, d *appsv1.Deployment, set []string) {
 	}
 	if has(set, "sidecar.memoryLimit=128Mi") && !slices.Contains(c.Args, "--sidecar-memory-limit=128Mi") {
 		t.Error("the sidecar's memory limit is not passed on")
+	}
+	// The Redis Secret is passed only when set: the injector's default is none.
+	redis := slices.IndexFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--sidecar-redis-secret") })
+	if has(set, "sidecar.redisSecret=replay-redis") != (redis >= 0) || redis >= 0 && c.Args[redis] != "--sidecar-redis-secret=replay-redis" {
+		t.Errorf("the sidecars' Redis Secret: args %v", c.Args)
 	}
 }
 

@@ -24,6 +24,7 @@ func runInject(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&d.CPURequest, "sidecar-cpu-request", inject.DefaultSidecarCPURequest, "default CPU request of the sidecar")
 	fs.StringVar(&d.MemoryRequest, "sidecar-memory-request", inject.DefaultSidecarMemoryRequest, "default memory request of the sidecar")
 	fs.StringVar(&d.MemoryLimit, "sidecar-memory-limit", inject.DefaultSidecarMemoryLimit, "default memory limit of the sidecar")
+	fs.StringVar(&d.RedisSecret, "sidecar-redis-secret", "", "Secret (in the pod's namespace) of the replay store's Redis credentials, mounted into every sidecar at "+inject.RedisMountDir+" unless the pod's "+inject.AnnotationRedisSecret+" says otherwise; empty for none")
 	drain := fs.Duration("drain-timeout", inject.DefaultDrainTimeout, "how long requests in flight may finish at shutdown")
 	var lf logFlags
 	lf.register(fs, inject.DefaultLogLevel)

@@ -38,6 +38,14 @@ const (
 	AnnotationMemoryRequest = "tokengate.io/memory-request"
 	AnnotationMemoryLimit   = "tokengate.io/memory-limit"
 
+	// AnnotationRedisSecret names a Secret, in the pod's namespace, that the webhook
+	// mounts read-only into the sidecar at RedisMountDir: the credentials of the replay
+	// store's Redis, which the sidecar's configuration reads from there
+	// (replay.redis.usernameFile: /var/run/tokengate/redis/username, passwordFile:
+	// /var/run/tokengate/redis/password; one file per key of the Secret). Empty mounts
+	// none [Defaults.RedisSecret, none unless the injector says].
+	AnnotationRedisSecret = "tokengate.io/redis-secret"
+
 	// AnnotationStatus marks an injected pod: "injected". The webhook leaves a pod so
 	// marked alone, so that injecting twice cannot happen.
 	AnnotationStatus = "tokengate.io/status"
@@ -52,4 +60,8 @@ const (
 	VolumeName     = "tokengate-config"
 	ConfigMountDir = "/etc/tokengate"
 	ConfigFileKey  = "tokengate.yaml"
+
+	// RedisVolumeName is the volume of AnnotationRedisSecret, mounted at RedisMountDir.
+	RedisVolumeName = "tokengate-redis"
+	RedisMountDir   = "/var/run/tokengate/redis"
 )

@@ -73,6 +73,9 @@ type Defaults struct {
 	MemoryRequest string // [DefaultSidecarMemoryRequest]
 	MemoryLimit   string // [DefaultSidecarMemoryLimit]
 	RunAsUser     int64  // [DefaultSidecarRunAsUser]
+	// RedisSecret is the Secret of AnnotationRedisSecret for pods that do not name
+	// one: the same name in every namespace with opted-in pods. Empty: none.
+	RedisSecret string
 }
 
 func (d Defaults) withDefaults() Defaults {

@@ -8,7 +8,9 @@
 // containers, with a startup probe), so that it serves before the API takes traffic;
 // ports tokengate and tokengate-admin; liveness on /healthz and readiness on /readyz;
 // resource requests and a memory limit; a read-only root file system, a non-root user,
-// no privilege escalation, every capability dropped; the ConfigMap volume; and the
+// no privilege escalation, every capability dropped; the ConfigMap volume; when the pod
+// (tokengate.io/redis-secret) or the injector names one, the Secret of the replay
+// store's Redis credentials, mounted read-only into the sidecar only; and the
 // annotation tokengate.io/status: injected, which makes a second injection a no-op.
 //
 // A pod that asks with annotations that cannot work is refused, with a message that

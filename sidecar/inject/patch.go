@@ -92,6 +92,15 @@ func Patch(pod *corev1.Pod, d Defaults) ([]Op, Outcome, error) {
 			bad("annotation %s is %q, not a ConfigMap name: %s", AnnotationConfig, config, strings.Join(errs, "; "))
 		}
 	}
+	redisSecret := d.RedisSecret
+	if v, ok := ann[AnnotationRedisSecret]; ok {
+		redisSecret = strings.TrimSpace(v)
+	}
+	if redisSecret != "" {
+		if errs := validation.IsDNS1123Subdomain(redisSecret); len(errs) > 0 {
+			bad("the Redis Secret %q (annotation %s, or the injector's default) is not a Secret name: %s", redisSecret, AnnotationRedisSecret, strings.Join(errs, "; "))
+		}
+	}
 	image := d.Image
 	if v, ok := ann[AnnotationImage]; ok {
 		image = strings.TrimSpace(v)
@@ -143,8 +152,8 @@ func Patch(pod *corev1.Pod, d Defaults) ([]Op, Outcome, error) {
 		}
 	}
 	for _, v := range pod.Spec.Volumes {
-		if v.Name == VolumeName {
-			bad("a volume is already named %q: rename it", VolumeName)
+		if v.Name == VolumeName || (redisSecret != "" && v.Name == RedisVolumeName) {
+			bad("a volume is already named %q: rename it", v.Name)
 		}
 	}
 	if len(problems) > 0 {
@@ -152,9 +161,17 @@ func Patch(pod *corev1.Pod, d Defaults) ([]Op, Outcome, error) {
 	}
 
 	c := sidecar(d, image, level, upstream, listen, admin, cpu, memReq, memLim)
-	vol := corev1.Volume{Name: VolumeName, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+	vols := []corev1.Volume{{Name: VolumeName, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 		LocalObjectReference: corev1.LocalObjectReference{Name: config},
-	}}}
+	}}}}
+	if redisSecret != "" {
+		// Not optional: a pod that names a Secret it does not have waits for it (its
+		// events say which), instead of a sidecar that starts without credentials.
+		vols = append(vols, corev1.Volume{Name: RedisVolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: redisSecret,
+		}}})
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: RedisVolumeName, MountPath: RedisMountDir, ReadOnly: true})
+	}
 
 	var ops []Op
 	// First among the init containers: as a native sidecar with a startup probe, it is
@@ -165,9 +182,11 @@ func Patch(pod *corev1.Pod, d Defaults) ([]Op, Outcome, error) {
 		ops = append(ops, Op{"add", "/spec/initContainers/0", c})
 	}
 	if len(pod.Spec.Volumes) == 0 {
-		ops = append(ops, Op{"add", "/spec/volumes", []corev1.Volume{vol}})
+		ops = append(ops, Op{"add", "/spec/volumes", vols})
 	} else {
-		ops = append(ops, Op{"add", "/spec/volumes/-", vol})
+		for _, vol := range vols {
+			ops = append(ops, Op{"add", "/spec/volumes/-", vol})
+		}
 	}
 	if pod.Annotations == nil {
 		ops = append(ops, Op{"add", "/metadata/annotations", map[string]string{AnnotationStatus: StatusInjected}})

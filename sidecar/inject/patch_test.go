@@ -76,6 +76,10 @@ func TestPatchGolden(t *testing.T) {
 			p.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "orders:1.4"}}
 			p.Spec.Volumes = []corev1.Volume{{Name: "cache", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 		}),
+		"redis-secret": pod(func(p *corev1.Pod) {
+			p.Annotations[AnnotationRedisSecret] = "orders-redis"
+			p.Spec.Volumes = []corev1.Volume{{Name: "cache", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+		}),
 	} {
 		t.Run(name, func(t *testing.T) {
 			ops, outcome, err := Patch(p, defaults)
@@ -119,6 +123,60 @@ func TestPatchGolden(t *testing.T) {
 			// Injecting the injected pod again changes nothing.
 			if ops, outcome, err := Patch(got, defaults); ops != nil || outcome != Skipped || err != nil {
 				t.Fatalf("second injection: %v %v %v", ops, outcome, err)
+			}
+		})
+	}
+}
+
+// The replay store's Redis credentials: a Secret mounted read-only where the sidecar's
+// configuration reads them, named by the pod or by the injector's default, which a pod
+// can also turn off.
+func TestPatchRedisSecret(t *testing.T) {
+	withDefault := defaults
+	withDefault.RedisSecret = "shared-redis"
+	for _, tc := range []struct {
+		name   string
+		d      Defaults
+		mut    func(*corev1.Pod)
+		secret string // "" for no mount
+	}{
+		{"none", defaults, nil, ""},
+		{"the pod's", defaults, func(p *corev1.Pod) { p.Annotations[AnnotationRedisSecret] = "orders-redis" }, "orders-redis"},
+		{"the injector's", withDefault, nil, "shared-redis"},
+		{"the pod's over the injector's", withDefault, func(p *corev1.Pod) { p.Annotations[AnnotationRedisSecret] = " orders-redis " }, "orders-redis"},
+		{"turned off by the pod", withDefault, func(p *corev1.Pod) { p.Annotations[AnnotationRedisSecret] = "" }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := pod(tc.mut)
+			ops, outcome, err := Patch(p, tc.d)
+			if err != nil || outcome != Injected {
+				t.Fatalf("%v %v", outcome, err)
+			}
+			got := apply(t, p, ops)
+			var secret string
+			for _, v := range got.Spec.Volumes {
+				if v.Name == RedisVolumeName {
+					if v.Secret == nil || (v.Secret.Optional != nil && *v.Secret.Optional) {
+						t.Fatalf("volume %s is not a required Secret: %+v", RedisVolumeName, v)
+					}
+					secret = v.Secret.SecretName
+				}
+			}
+			mounted := false
+			for _, m := range got.Spec.InitContainers[0].VolumeMounts {
+				if m.Name == RedisVolumeName {
+					mounted = m.MountPath == RedisMountDir && m.ReadOnly
+				}
+			}
+			if secret != tc.secret || mounted != (tc.secret != "") {
+				t.Fatalf("Secret %q mounted %v, want %q", secret, mounted, tc.secret)
+			}
+			for _, c := range got.Spec.Containers {
+				for _, m := range c.VolumeMounts {
+					if m.Name == RedisVolumeName {
+						t.Fatalf("the API container %q mounts the Redis credentials", c.Name)
+					}
+				}
 			}
 		})
 	}
@@ -169,6 +227,11 @@ func TestPatchRefusals(t *testing.T) {
 		{"container named tokengate", func(p *corev1.Pod) { p.Spec.Containers[0].Name = "tokengate" }, `a container is already named "tokengate"`},
 		{"port named tokengate", func(p *corev1.Pod) { p.Spec.Containers[0].Ports[0].Name = "tokengate" }, `has a port named "tokengate"`},
 		{"volume name taken", func(p *corev1.Pod) { p.Spec.Volumes = []corev1.Volume{{Name: VolumeName}} }, `a volume is already named "tokengate-config"`},
+		{"redis secret not a name", func(p *corev1.Pod) { p.Annotations[AnnotationRedisSecret] = "Redis_Secret" }, `the Redis Secret "Redis_Secret" (annotation tokengate.io/redis-secret, or the injector's default) is not a Secret name`},
+		{"redis volume name taken", func(p *corev1.Pod) {
+			p.Annotations[AnnotationRedisSecret] = "orders-redis"
+			p.Spec.Volumes = []corev1.Volume{{Name: RedisVolumeName}}
+		}, `a volume is already named "tokengate-redis"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ops, outcome, err := Patch(pod(tc.mut), defaults)
