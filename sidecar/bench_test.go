@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/tokengate/tokengate/internal/redistest"
 	"github.com/tokengate/tokengate/internal/upstreamtest"
 	"github.com/tokengate/tokengate/jwks/jwkstest"
 	"github.com/tokengate/tokengate/sidecar"
@@ -39,16 +40,27 @@ func BenchmarkProxy(b *testing.B) {
 }
 
 // BenchmarkSingleUse sends requests with a new token each (minted before the timer
-// starts) through the sidecar: on a single-use route (the in-memory replay store), and
+// starts) through the sidecar: on a single-use route (the in-memory replay store, and
+// a redis-server on loopback), and
 // on the same route without single use, the baseline of verifying a new token every
 // time; "bare" in BenchmarkProxy is the proxy alone (docs/performance.md#single-use).
 func BenchmarkSingleUse(b *testing.B) {
-	for _, tc := range []struct{ name, route string }{
-		{"single-use", "  - match: \"POST /payments\"\n    singleUse: true\n"},
-		{"new-token-each", "  - match: \"POST /payments\"\n"},
+	const once = "  - match: \"POST /payments\"\n    singleUse: true\n"
+	for _, tc := range []struct {
+		name, route string
+		redis       bool
+	}{
+		{"single-use", once, false},
+		{"single-use-redis", once, true},
+		{"new-token-each", "  - match: \"POST /payments\"\n", false},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			h := start(b, tc.route)
+			extra := tc.route
+			if tc.redis {
+				// redis-server from tools/debs, on a loopback port.
+				extra += "replay: {store: redis, redis: {addrs: [\"" + redistest.Start(b).Addr() + "\"]}}\n"
+			}
+			h := start(b, extra)
 			tokens := make(chan string, b.N)
 			for range b.N {
 				tokens <- h.as.MustMint(nil, jwkstest.WithKey(h.as.SigningKey().KID))

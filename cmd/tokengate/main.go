@@ -31,7 +31,8 @@ var commands = []command{
 	{"check", "explain the decision for one token and request with a configuration file (exit 0 allowed, 1 denied)", runCheck},
 	{"inject", "the Kubernetes admission webhook that adds the sidecar to labelled pods", runInject},
 	{"issuer", "a development authorization server: discovery, JWKS, client_credentials tokens, key rotation (never for production)", runIssuer},
-	{"token", "mint a development token with the development issuer's key: any subject, audience, scopes, lifetime, or expired", runToken},
+	{"token", "mint a development token with the development issuer's key: any subject, audience, scopes, lifetime, expired, or DPoP-bound", runToken},
+	{"proof", "sign a DPoP proof for one request with a development client key (the one a DPoP-bound token is bound to)", runProof},
 	{"version", "print the version, commit and Go version", runVersion},
 }
 

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/tokengate/tokengate/dpop/dpoptest"
 	"github.com/tokengate/tokengate/jwks/jwkstest"
 )
 
@@ -55,6 +57,7 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	lifetime := fs.Duration("lifetime", 5*time.Minute, "exp − iat")
 	expired := fs.Bool("expired", false, "mint a token that expired a minute past the usual 30 s leeway")
 	typ := fs.String("typ", "at+jwt", "the header's typ (JWT, to try an issuer set to tokenType: at+jwt)")
+	dpopKey := fs.String("dpop-key", "", "bind the token to this client key (cnf.jkt, RFC 9449): an ES256 key file, made when missing; 'tokengate proof --dpop-key' signs its proofs")
 	claims := claimFlag{}
 	fs.Var(claims, "claim", "another claim, name=value; a JSON value (3, true, [\"a\",\"b\"], {\"x\":1}) is kept as JSON (repeatable)")
 	if code, exit := parseOrExit(fs, args, stderr); exit {
@@ -98,6 +101,13 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(scopes) > 0 {
 		payload["scope"] = strings.Join(scopes, " ")
 	}
+	if *dpopKey != "" {
+		client, _, err := dpopClient(*dpopKey)
+		if err != nil {
+			return usageErr("%s: %v", fs.ref("dpop-key"), err)
+		}
+		payload["cnf"] = map[string]any{"jkt": client.JKT()}
+	}
 	for k, v := range claims {
 		payload[k] = v
 	}
@@ -108,6 +118,59 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	fmt.Fprintln(stdout, tok)
+	return exitOK
+}
+
+// dpopClient is the DPoP client of an ES256 key file, which it makes when missing.
+func dpopClient(path string) (*dpoptest.Client, bool, error) {
+	k, created, err := loadOrCreateDevKey(path, "ES256")
+	if err != nil {
+		return nil, false, err
+	}
+	c, err := dpoptest.ClientOf(k)
+	return c, created, err
+}
+
+func runProof(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("proof", "Signs a DPoP proof (RFC 9449) with a development client key, for one request: the\nkey 'tokengate token --dpop-key' bound a token to. Prints the proof alone, so that\ncurl -H \"Authorization: DPoP $TOKEN\" -H \"DPoP: $(tokengate proof ...)\" works. A proof is\ngood once, for one method and URL. Never for production.", stderr)
+	keyFile := fs.String("dpop-key", "", "the client key file (required; made when missing, as by 'tokengate token --dpop-key')")
+	method := fs.String("method", "GET", "htm: the request's method")
+	target := fs.String("url", "", "htu: the URL the request is sent to, as the sidecar's externalURL plus the path (required)")
+	token := fs.String("token", "", "the access token the proof goes with (ath); empty: none")
+	nonce := fs.String("nonce", "", "the server nonce of a DPoP-Nonce header, when the sidecar asks for one")
+	if code, exit := parseOrExit(fs, args, stderr); exit {
+		return code
+	}
+	usageErr := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "tokengate proof: "+format+"\n", a...)
+		return exitUsage
+	}
+	switch {
+	case *keyFile == "":
+		return usageErr("%s is required: the key file 'tokengate token --dpop-key' used", fs.ref("dpop-key"))
+	case *target == "":
+		return usageErr("%s is required: the URL of the request, such as https://orders.example.com/orders/1", fs.ref("url"))
+	}
+	if u, err := url.Parse(*target); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return usageErr("%s %q is not an http(s) URL", fs.ref("url"), *target)
+	}
+	client, created, err := dpopClient(*keyFile)
+	if err != nil {
+		return usageErr("%s: %v", fs.ref("dpop-key"), err)
+	}
+	if created {
+		fmt.Fprintf(stderr, "tokengate proof: made a new key in %s; mint a token bound to it with 'tokengate token --dpop-key %s'\n", *keyFile, *keyFile)
+	}
+	claims := dpoptest.Claims{}
+	if *nonce != "" {
+		claims["nonce"] = *nonce
+	}
+	proof, err := client.Proof(strings.ToUpper(*method), *target, *token, claims, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "tokengate proof: %v\n", err)
+		return exitFail
+	}
+	fmt.Fprintln(stdout, proof)
 	return exitOK
 }
 

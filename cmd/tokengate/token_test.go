@@ -3,11 +3,15 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tokengate/tokengate/internal/e2etest"
+	"github.com/tokengate/tokengate/internal/upstreamtest"
 )
 
 // runBinary runs the built binary and returns its exit code and output.
@@ -107,4 +111,94 @@ func lineValue(t *testing.T, out, prefix string) string {
 	}
 	t.Fatalf("no line %q in:\n%s", prefix, out)
 	return ""
+}
+
+// `tokengate token --dpop-key` binds a token to a client key that it makes, and
+// `tokengate proof` signs that key's proofs: together they try a DPoP policy with curl,
+// here against the real binary.
+func TestDPoPCommands(t *testing.T) {
+	dir := t.TempDir()
+	keyFile, clientKey := filepath.Join(dir, "issuer.pem"), filepath.Join(dir, "client.pem")
+	const audience = "https://orders.example.com"
+	p := startIssuer(t, nil, "--key-file", keyFile, "--alg", "ES256", "--audience", audience)
+	up := upstreamtest.Start(t)
+	sc := e2etest.StartSidecar(t, e2etest.Options{Config: fmt.Sprintf(`upstream: %q
+externalURL: https://orders.example.com
+issuers:
+  - issuer: %q
+    audiences: [%q]
+    dpop: required
+routes:
+  - match: "GET /orders/{id}"
+    scopes: [orders:read]
+`, up.URL, p.issuer, audience)})
+
+	code, out, errOut := runBinary(t, "token", "--key-file", keyFile, "--issuer", p.issuer, "--alg", "ES256", "--aud", audience,
+		"--scope", "orders:read", "--dpop-key", clientKey)
+	if code != 0 {
+		t.Fatalf("token --dpop-key: exit %d %s", code, errOut)
+	}
+	tok := strings.TrimSpace(out)
+	if fi, err := os.Stat(clientKey); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the client key file: %v %v", fi, err)
+	}
+	proof := func(args ...string) string {
+		t.Helper()
+		code, out, errOut := runBinary(t, append([]string{"proof", "--dpop-key", clientKey}, args...)...)
+		if code != 0 {
+			t.Fatalf("proof %v: exit %d %s", args, code, errOut)
+		}
+		return strings.TrimSpace(out)
+	}
+	get := func(headers ...string) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", sc.URL+"/orders/1", nil)
+		for _, h := range headers {
+			k, v, _ := strings.Cut(h, ": ")
+			req.Header.Add(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	good := proof("--url", "https://orders.example.com/orders/1", "--token", tok)
+	if code := get("Authorization: DPoP "+tok, "DPoP: "+good); code != 200 {
+		t.Fatalf("the bound token with its proof: %d", code)
+	}
+	for name, headers := range map[string][]string{
+		"the proof again":          {"Authorization: DPoP " + tok, "DPoP: " + good},
+		"no proof":                 {"Authorization: DPoP " + tok},
+		"as a bearer token":        {"Authorization: Bearer " + tok},
+		"a proof for another path": {"Authorization: DPoP " + tok, "DPoP: " + proof("--url", "https://orders.example.com/orders/2", "--token", tok)},
+	} {
+		if code := get(headers...); code != 401 {
+			t.Errorf("%s: %d, want 401", name, code)
+		}
+	}
+	if up.Count() != 1 {
+		t.Errorf("the upstream saw %d requests, want 1", up.Count())
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"proof", "--url", "https://a.example/x"}, "--dpop-key is required"},
+		{[]string{"proof", "--dpop-key", clientKey}, "--url is required"},
+		{[]string{"proof", "--dpop-key", clientKey, "--url", "orders/1"}, `"orders/1" is not an http(s) URL`},
+		{[]string{"proof", "--dpop-key", keyFile + ".rsa", "--url", "https://a.example/x"}, ""},
+	} {
+		code, _, errOut := runBinary(t, tc.args...)
+		if tc.want == "" {
+			if code != 0 || !strings.Contains(errOut, "made a new key") {
+				t.Errorf("%v: exit %d %q, want a new key made", tc.args, code, errOut)
+			}
+			continue
+		}
+		if code != exitUsage || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, %q; want 2 and %q", tc.args, code, errOut, tc.want)
+		}
+	}
 }

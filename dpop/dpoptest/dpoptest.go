@@ -26,6 +26,11 @@ func NewClient(alg string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ClientOf(k)
+}
+
+// ClientOf is the client of a key pair that exists already (one kept in a file).
+func ClientOf(k *jwkstest.Key) (*Client, error) {
 	var jwk map[string]any
 	if err := json.Unmarshal(k.JWKWith(map[string]any{"kid": nil, "use": nil}), &jwk); err != nil {
 		return nil, fmt.Errorf("dpoptest: the key's JWK: %w", err)
