@@ -106,3 +106,19 @@ func TestPublicKeyRSAExponent(t *testing.T) {
 		t.Error("a 2047-bit modulus accepted")
 	}
 }
+
+// TestHeaderCacheBound: the cache keeps many headers, and never more than its bound.
+func TestHeaderCacheBound(t *testing.T) {
+	var c headerCache
+	h := &proofHeader{alg: "ES256"}
+	for i := range maxCachedHeaders {
+		c.put(strconv.Itoa(i), h)
+	}
+	if c.get("0") != h || c.get(strconv.Itoa(maxCachedHeaders-1)) != h || len(c.m) != maxCachedHeaders {
+		t.Fatalf("a cache of %d headers forgot some: %d held", maxCachedHeaders, len(c.m))
+	}
+	c.put("one more", h)
+	if len(c.m) > maxCachedHeaders || c.get("one more") != h {
+		t.Fatalf("past its bound: %d held", len(c.m))
+	}
+}

@@ -51,6 +51,11 @@ type Config struct {
 	// request's path, never against Host or X-Forwarded-* (RFC 9449 §4.3). Required
 	// when an issuer's DPoP is not DPoPOff.
 	ExternalURL string
+
+	// Resource, when its Identifier is set, publishes protected-resource metadata
+	// (RFC 9728) at Resource.Path, names it in every challenge (resource_metadata), and
+	// accepts tokens for the identifier from every issuer.
+	Resource Resource
 }
 
 // DPoPMode is an issuer's policy for DPoP-bound tokens (RFC 9449).
@@ -220,7 +225,7 @@ func (c Config) validate() []error {
 	}
 	for i, iss := range c.Issuers {
 		f := fmt.Sprintf("Issuers[%d].", i)
-		if len(iss.Audiences) == 0 {
+		if len(iss.Audiences) == 0 && c.Resource.Identifier == "" {
 			bad(f+"Audiences", "is empty: a token for any API would be accepted; list this API's identifiers")
 		}
 		for j, a := range iss.Audiences {
@@ -273,6 +278,7 @@ func (c Config) validate() []error {
 	if h := t.ClientCertificateHeader; h != "" && !isToken(h) {
 		bad("Tokens.ClientCertificateHeader", "%q is not a valid header name", h)
 	}
+	c.Resource.validate(bad)
 	for i, rt := range c.Routes {
 		if rt.SingleUse && rt.Public {
 			bad(fmt.Sprintf("Routes[%d].SingleUse", i), "a public route needs no token, so there is none to use once")

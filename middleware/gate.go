@@ -53,6 +53,11 @@ type Gate struct {
 	// whether a Bearer challenge goes with it (not when every issuer requires DPoP).
 	dpopRealm, dpopChallenge string
 	bearerChallenge          bool
+
+	// metadata is the protected-resource metadata served at metadataPath; nil without
+	// Config.Resource.
+	metadata     []byte
+	metadataPath string
 }
 
 // New validates cfg, reporting every problem at once (each a *FieldError or a
@@ -82,7 +87,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Gate, error) {
 		writeErr:        opts.ErrorWriter,
 		keys:            opts.KeySource,
 		tokenAge:        map[string]*shardedHistogram{},
-		challengeRealm:  `Bearer realm="` + cfg.Realm + `"`,
+		challengeRealm:  `Bearer realm="` + cfg.Realm + `"` + resourceParam(cfg.Resource),
 		requestChecks:   opts.RequestChecks,
 		bearerChallenge: true,
 	}
@@ -106,6 +111,13 @@ func New(ctx context.Context, cfg Config, opts Options) (*Gate, error) {
 	if err := g.senderConstraints(cfg, opts, reg); err != nil {
 		g.Close()
 		return nil, err
+	}
+	if cfg.Resource.Identifier != "" {
+		var algs []string
+		if g.dpop != nil {
+			algs = g.dpop.Algorithms()
+		}
+		g.metadata, g.metadataPath = metadataDocument(cfg, algs), cfg.Resource.path()
 	}
 	g.verifier = newVerifier(cfg, g.keys, now)
 	g.verifier.checks = opts.ClaimsChecks
@@ -149,6 +161,15 @@ func check(cfg Config, keys bool) (*routeTable, error) {
 		}
 	}
 	return routes, errors.Join(errs...)
+}
+
+// resourceParam is the resource_metadata parameter of every challenge (RFC 9728 §5.1),
+// "" without a resource.
+func resourceParam(r Resource) string {
+	if r.Identifier == "" {
+		return ""
+	}
+	return `, resource_metadata="` + r.metadataURL() + `"`
 }
 
 // dpopConfig is the proof checker's configuration.
@@ -205,7 +226,7 @@ func (g *Gate) senderConstraints(cfg Config, opts Options, reg prometheus.Regist
 	if err != nil {
 		return errors.Join(dpopErrors(err)...)
 	}
-	g.dpopRealm = `DPoP realm="` + cfg.Realm + `"`
+	g.dpopRealm = `DPoP realm="` + cfg.Realm + `"` + resourceParam(cfg.Resource)
 	g.dpopChallenge = g.dpopRealm + `, algs="` + strings.Join(g.dpop.Algorithms(), " ") + `"`
 	g.bearerChallenge = false
 	for _, iss := range cfg.Issuers {

@@ -14,9 +14,16 @@ import (
 // well formed, else one Handler made; a denial answers with it, and its log line names
 // it. A request asking to switch protocols (Upgrade) reaches next without that ask
 // unless it is a WebSocket handshake on routes that allow it (Decision.WebSocket): a
-// switch to h2c would open a tunnel whose requests nobody decides on.
+// switch to h2c would open a tunnel whose requests nobody decides on. With
+// Config.Resource, Handler answers its metadata path itself (MetadataHandler).
 func (g *Gate) Handler(next http.Handler) http.Handler {
+	metadata := g.MetadataHandler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if g.metadata != nil && r.URL.Path == g.metadataPath {
+			// Public, and never the API's to answer (RFC 9728 §3).
+			metadata.ServeHTTP(w, r)
+			return
+		}
 		ensureRequestID(w, r)
 		d := g.Decide(r)
 		g.logDecision(r, d)

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -48,7 +49,7 @@ func newVerifier(cfg Config, keys KeySource, now func() time.Time) *verifier {
 	var union []string
 	for _, iss := range cfg.Issuers {
 		p := &issuerPolicy{
-			issuer: iss.Issuer, audiences: iss.Audiences, audienceClaims: iss.AudienceClaims,
+			issuer: iss.Issuer, audiences: withResource(iss.Audiences, cfg.Resource.Identifier), audienceClaims: iss.AudienceClaims,
 			atJWT: iss.TokenType == "at+jwt", scopeClaim: iss.ScopeClaim, dpop: cmp.Or(iss.DPoP, DPoPOff),
 			maxLifetime: cfg.Tokens.MaxLifetime, now: now,
 		}
@@ -218,6 +219,15 @@ func (c *Claims) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// withResource is an issuer's audiences and the resource identifier, which every
+// issuer's tokens may name (RFC 8707).
+func withResource(audiences []string, identifier string) []string {
+	if identifier == "" || slices.Contains(audiences, identifier) {
+		return audiences
+	}
+	return append(slices.Clone(audiences), identifier)
 }
 
 func anyIn(have, want []string) bool {

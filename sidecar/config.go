@@ -64,6 +64,16 @@ type Config struct {
 	ExternalURL string `yaml:"externalURL"`
 	TLS         TLS    `yaml:"tls"`    // serve clients over TLS [off]
 	Replay      Replay `yaml:"replay"` // the store of single uses [memory]
+	// Resource publishes RFC 9728 protected-resource metadata [off].
+	Resource Resource `yaml:"resource"`
+}
+
+// Resource is the API as its clients (MCP clients among them) discover it.
+type Resource struct {
+	Identifier    string `yaml:"identifier"`    // the resource URL; an accepted audience too
+	Path          string `yaml:"path"`          // where the metadata is served [the RFC 9728 well-known path]
+	Name          string `yaml:"name"`          // resource_name
+	Documentation string `yaml:"documentation"` // resource_documentation, a URL
 }
 
 // TLS makes the traffic listener serve TLS. Both files are read again when they
@@ -754,6 +764,7 @@ func (c Config) resolveSenderConstraints(l *Loaded, gc *middleware.Config) []err
 		errs = append(errs, &Problem{Key: key, Message: fmt.Sprintf(format, args...)})
 	}
 	gc.ExternalURL = c.ExternalURL
+	gc.Resource = middleware.Resource(c.Resource)
 	d := c.Tokens.DPoP
 	gc.Tokens.DPoP = middleware.DPoPProofs{MaxAge: d.MaxAge, Algorithms: d.Algorithms}
 	switch {
