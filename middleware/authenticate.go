@@ -1,9 +1,11 @@
 package middleware
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -81,7 +83,7 @@ func (g *Gate) verifyToken(sh int, r *http.Request, token string, now time.Time)
 			return authn{err: e, sent: true, cached: true}
 		}
 	}
-	cl, e := g.verifier.verify(r.Context(), token)
+	cl, e, until := g.verify(r.Context(), token, now)
 	if e != nil {
 		if g.rejects != nil && cacheable(e.Reason) {
 			g.rejects.put(key, e, now, removals)
@@ -89,9 +91,36 @@ func (g *Gate) verifyToken(sh int, r *http.Request, token string, now time.Time)
 		return authn{claims: cl, err: e, sent: true}
 	}
 	if g.cache != nil {
-		cl = g.cache.put(token, cl, removals, now)
+		cl = g.cache.putUntil(token, cl, removals, now, until)
 	}
 	return authn{claims: cl, sent: true}
+}
+
+// verify verifies a token: a JWS with the issuer's keys (and, for an issuer that says
+// Always, at its introspection endpoint too), anything else at the endpoint of the
+// issuer that takes opaque tokens. until, when not zero, is when the answer must be
+// asked for again: an introspected answer's cacheTTL.
+func (g *Gate) verify(ctx context.Context, token string, now time.Time) (cl *Claims, e *Error, until time.Time) {
+	if p := g.opaque; p != nil && strings.Count(token, ".") != 2 && len(token) <= g.cfg.Tokens.MaxBytes {
+		res, err := p.introspector.Introspect(ctx, token)
+		if err != nil {
+			e = introspectionDenial(err)
+			e.Issuer = p.issuer
+			return nil, e, until
+		}
+		cl, e = g.verifier.claimsOf(res, p, now, g.cfg.Tokens.Leeway)
+		return cl, e, now.Add(p.introspector.cacheTTL)
+	}
+	cl, e = g.verifier.verify(ctx, token)
+	if e != nil || cl.policy == nil || !cl.policy.always {
+		return cl, e, until
+	}
+	if _, err := cl.policy.introspector.Introspect(ctx, token); err != nil {
+		e = introspectionDenial(err)
+		e.Issuer = cl.policy.issuer
+		return cl, e, until
+	}
+	return cl, nil, now.Add(cl.policy.introspector.cacheTTL)
 }
 
 var errCachedExpired = errors.New("the cached token expired")

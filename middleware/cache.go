@@ -43,7 +43,7 @@ func newBoundedMap[K comparable, V any](entries int, maxBytes int64) *boundedMap
 
 // get returns the value under k when there is a current entry (found). An entry made
 // before the last key removal is dropped, as one that expired at now is, and that one
-// is reported (expired).
+// is reported (expired) with its value, which says why it expired.
 func (b *boundedMap[K, V]) get(k K, now time.Time, removals uint64) (v V, found, expired bool) {
 	x, ok := b.m.Load(k)
 	if !ok {
@@ -56,7 +56,7 @@ func (b *boundedMap[K, V]) get(k K, now time.Time, removals uint64) (v V, found,
 		return v, false, false
 	case !now.Before(s.until):
 		b.drop(k, s)
-		return v, false, true
+		return s.val, false, true
 	}
 	return s.val, true, false
 }
@@ -142,6 +142,10 @@ func newTokenCache(entries int, maxBytes int64, leeway time.Duration, keep []str
 func (c *tokenCache) get(token string, now time.Time, removals uint64) (claims *Claims, expired bool) {
 	cl, found, expired := c.entries.get(token, now, removals)
 	if !found {
+		if expired && now.Before(cl.ExpiresAt.Add(c.leeway)) {
+			// The entry ended before its token: an introspected token's cacheTTL.
+			return nil, false
+		}
 		return nil, expired
 	}
 	if !cl.NotBefore.IsZero() && now.Before(cl.NotBefore.Add(-c.leeway)) {
@@ -154,11 +158,21 @@ func (c *tokenCache) get(token string, now time.Time, removals uint64) (claims *
 // key source's removal count read before the verification began, and returns that
 // copy (or the claims cached for the token already).
 func (c *tokenCache) put(token string, claims *Claims, removals uint64, now time.Time) *Claims {
+	return c.putUntil(token, claims, removals, now, time.Time{})
+}
+
+// putUntil is put with an entry that ends at until when that comes before the token's
+// exp (an introspected token is asked about again after its cacheTTL).
+func (c *tokenCache) putUntil(token string, claims *Claims, removals uint64, now, until time.Time) *Claims {
 	claims = claims.compact(c.keep)
 	cost := int64(len(token)) + claims.size() + entryOverhead
+	end := claims.ExpiresAt.Add(c.leeway)
+	if !until.IsZero() && (claims.ExpiresAt.IsZero() || until.Before(end)) {
+		end = until
+	}
 	// A clone: the token may be a slice of a request header (a Cookie header can be
 	// 64 KiB), which the cache must not keep alive.
-	return c.entries.put(strings.Clone(token), claims, cost, claims.ExpiresAt.Add(c.leeway), removals, now)
+	return c.entries.put(strings.Clone(token), claims, cost, end, removals, now)
 }
 
 // rejectCache remembers tokens that failed verification for a reason that the same
@@ -199,8 +213,10 @@ func newRejectCache(entries int, maxBytes int64) *rejectCache {
 // date: older than rejectTTL, or older than the last change of a key (removals), after
 // which a token refused for its signature may verify (a key replaced under its kid).
 func (c *rejectCache) get(key [32]byte, now time.Time, removals uint64) *Error {
-	e, _, _ := c.entries.get(key, now, removals)
-	return e
+	if e, found, _ := c.entries.get(key, now, removals); found {
+		return e
+	}
+	return nil
 }
 
 func (c *rejectCache) put(key [32]byte, e *Error, now time.Time, removals uint64) {

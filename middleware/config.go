@@ -1,10 +1,13 @@
 package middleware
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/joined"
+	"github.com/tokengate/tokengate/introspect"
 	"github.com/tokengate/tokengate/jwks"
 )
 
@@ -99,6 +102,10 @@ type Issuer struct {
 
 	// DPoP is the issuer's policy for DPoP-bound tokens. Empty is DPoPOff.
 	DPoP DPoPMode
+
+	// Introspection asks the issuer about tokens (RFC 7662): opaque ones, or its JWTs
+	// too. Off by default.
+	Introspection Introspection
 }
 
 // Tokens says how tokens are read.
@@ -279,6 +286,34 @@ func (c Config) validate() []error {
 		bad("Tokens.ClientCertificateHeader", "%q is not a valid header name", h)
 	}
 	c.Resource.validate(bad)
+	opaque := -1
+	for i, iss := range c.Issuers {
+		f := fmt.Sprintf("Issuers[%d].Introspection.", i)
+		in := iss.Introspection
+		switch {
+		case in.OpaqueTokens && opaque >= 0:
+			bad(f+"OpaqueTokens", "is set for Issuers[%d] too: an opaque token names no issuer, so one issuer at most takes them", opaque)
+		case in.OpaqueTokens:
+			opaque = i
+		}
+		if !in.on() {
+			if in.Endpoint != "" || in.ClientID != "" || len(in.ClientSecret) > 0 {
+				bad(f+"OpaqueTokens", "is false and so is Always: introspection is configured but never used")
+			}
+			continue
+		}
+		for _, e := range joined.Flatten(checkIntrospection(introspect.Config{
+			Endpoint: in.Endpoint, ClientID: in.ClientID, ClientSecret: in.ClientSecret,
+			Timeout: in.Timeout, CacheTTL: in.CacheTTL, InsecureHTTP: iss.InsecureHTTP,
+		})) {
+			var ce *introspect.ConfigError
+			if errors.As(e, &ce) {
+				bad(f+ce.Field, "%s", ce.Problem)
+			} else {
+				bad(f+"Endpoint", "%v", e)
+			}
+		}
+	}
 	for i, rt := range c.Routes {
 		if rt.SingleUse && rt.Public {
 			bad(fmt.Sprintf("Routes[%d].SingleUse", i), "a public route needs no token, so there is none to use once")

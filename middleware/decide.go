@@ -81,6 +81,9 @@ func (g *Gate) decide(sh int, r *http.Request, m *matched, start time.Time) (Dec
 	if !a.verified() {
 		d := denial(a.err, guarded.pattern)
 		d.TokenSent, d.Claims, d.Cached, d.DPoP = a.sent, a.claims, a.cached, a.dpop
+		if g.metadata != nil && d.Status == http.StatusUnauthorized {
+			d.Scope = guarded.need.challenge // RFC 9728 clients (MCP) read it from the 401
+		}
 		d.shadowed(g.cfg.Shadow || shadowAll)
 		return d, guarded
 	}

@@ -56,7 +56,8 @@ type Decision struct {
 	// Claims are the token's verified claims: set when allowed, and on a denial that
 	// came after a good signature (expired, audience, scope...), never otherwise.
 	Claims *Claims
-	// Scope lists the scopes the route needs, for an insufficient_scope denial.
+	// Scope lists the scopes the route needs, for an insufficient_scope denial, and for
+	// a 401 of a Gate with a Resource (RFC 9728 clients, MCP's, ask for them at once).
 	Scope string
 	// TokenSent says the request carried a token (so the challenge names an error).
 	TokenSent bool

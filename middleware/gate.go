@@ -58,6 +58,11 @@ type Gate struct {
 	// Config.Resource.
 	metadata     []byte
 	metadataPath string
+
+	// opaque is the policy of the issuer that takes opaque tokens, nil for none;
+	// introspectors are the Introspectors the Gate made, and closes.
+	opaque        *issuerPolicy
+	introspectors []*Introspector
 }
 
 // New validates cfg, reporting every problem at once (each a *FieldError or a
@@ -121,6 +126,10 @@ func New(ctx context.Context, cfg Config, opts Options) (*Gate, error) {
 	}
 	g.verifier = newVerifier(cfg, g.keys, now)
 	g.verifier.checks = opts.ClaimsChecks
+	if err := g.introspection(cfg, opts, reg); err != nil {
+		g.Close()
+		return nil, err
+	}
 	if !cfg.Tokens.NoCache {
 		g.cache = newTokenCache(cfg.Tokens.CacheEntries, cfg.Tokens.CacheBytes, cfg.Tokens.Leeway, cfg.Tokens.KeepClaims)
 		g.rejects = newRejectCache(cfg.Tokens.CacheEntries, cfg.Tokens.CacheBytes/8)
@@ -258,10 +267,38 @@ func keyConfigs(cfg Config) []jwks.Config {
 	return out
 }
 
-// Close stops the goroutines of the key sets the Gate built.
+// introspection gives the policies of issuers with Introspection on their
+// Introspector: the one Options.Introspectors holds for the issuer, or one of the
+// Gate's own.
+func (g *Gate) introspection(cfg Config, opts Options, reg prometheus.Registerer) error {
+	for _, iss := range cfg.Issuers {
+		if !iss.Introspection.on() {
+			continue
+		}
+		in := opts.Introspectors[iss.Issuer]
+		if in == nil {
+			var err error
+			if in, err = NewIntrospector(iss, reg); err != nil {
+				return err
+			}
+			g.introspectors = append(g.introspectors, in)
+		}
+		p := g.verifier.issuers[iss.Issuer]
+		p.introspector, p.always = in, iss.Introspection.Always
+		if iss.Introspection.OpaqueTokens {
+			g.opaque = p
+		}
+	}
+	return nil
+}
+
+// Close stops the goroutines of the key sets and the Introspectors the Gate built.
 func (g *Gate) Close() {
 	if g.group != nil {
 		g.group.Close()
+	}
+	for _, in := range g.introspectors {
+		in.Close()
 	}
 }
 

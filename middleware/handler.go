@@ -109,6 +109,9 @@ func (g *Gate) decideNeed(sh int, r *http.Request, need scopeNeed, pattern strin
 		if !a.verified() {
 			d := denial(a.err, pattern)
 			d.TokenSent, d.Claims, d.Cached, d.DPoP = a.sent, a.claims, a.cached, a.dpop
+			if g.metadata != nil && d.Status == http.StatusUnauthorized {
+				d.Scope = need.challenge
+			}
 			d.shadowed(g.cfg.Shadow)
 			return d
 		}

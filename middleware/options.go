@@ -59,4 +59,9 @@ type Options struct {
 	// the request refused (503 replay_store_unavailable), never let through. Keep the
 	// same store across Gates (a configuration reload), or used tokens are forgotten.
 	Replay replay.Store
+
+	// Introspectors, by issuer, replace those New would build for issuers with
+	// Introspection on (NewIntrospector); the Gate does not close them. A sidecar keeps
+	// them, and their caches, across configuration reloads this way.
+	Introspectors map[string]*Introspector
 }

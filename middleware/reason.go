@@ -44,6 +44,15 @@ const (
 	// ReasonReplayStoreUnavailable: the replay store did not answer in time; the
 	// request is refused, never let through.
 	ReasonReplayStoreUnavailable Reason = "replay_store_unavailable"
+
+	// Introspected tokens (RFC 7662).
+
+	// ReasonInactive: the introspection endpoint says the token is not active
+	// (revoked, expired, unknown).
+	ReasonInactive Reason = "inactive"
+	// ReasonIntrospectionUnavailable: the introspection endpoint did not answer, or not
+	// as RFC 7662 says; the request is refused, never let through.
+	ReasonIntrospectionUnavailable Reason = "introspection_unavailable"
 )
 
 // reasons is every reason, in docs/metrics.md's order.
@@ -52,6 +61,7 @@ var reasons = [...]Reason{
 	ReasonIssuer, ReasonUnknownKey, ReasonSignature, ReasonExpired, ReasonNotYetValid,
 	ReasonAudience, ReasonClaims, ReasonInsufficientScope, ReasonNoRoute, ReasonKeysUnavailable,
 	ReasonDPoPProof, ReasonDPoPNonce, ReasonBinding, ReasonReplay, ReasonReplayStoreUnavailable,
+	ReasonInactive, ReasonIntrospectionUnavailable,
 }
 
 // Reasons returns every reason, in docs/metrics.md's order: the values the reason label
@@ -100,6 +110,9 @@ var responses = map[Reason]response{
 	ReasonBinding:                {http.StatusUnauthorized, "invalid_token", "the access token is bound to a key or certificate that the request does not prove"},
 	ReasonReplay:                 {http.StatusUnauthorized, "invalid_token", "the access token was used before"},
 	ReasonReplayStoreUnavailable: {http.StatusServiceUnavailable, "", "the store of used tokens is not available"},
+
+	ReasonInactive:                 {http.StatusUnauthorized, "invalid_token", "the access token is not active"},
+	ReasonIntrospectionUnavailable: {http.StatusServiceUnavailable, "", "the authorization server cannot say whether the access token is active"},
 }
 
 // proofReplay answers a DPoP proof used again: reason replay, but the error is the
@@ -137,6 +150,8 @@ var (
 	ErrInvalidDPoPProof = errors.New("invalid DPoP proof")
 	// ErrReplayStoreUnavailable: the replay store could not answer (503).
 	ErrReplayStoreUnavailable = errors.New("replay store unavailable")
+	// ErrIntrospectionUnavailable: the introspection endpoint could not answer (503).
+	ErrIntrospectionUnavailable = errors.New("introspection unavailable")
 )
 
 // Error is a denial: the bounded Reason, and the cause for logs and the check command.
@@ -182,6 +197,8 @@ func (e *Error) sentinel() error {
 		}
 	case ReasonReplayStoreUnavailable:
 		return ErrReplayStoreUnavailable
+	case ReasonIntrospectionUnavailable:
+		return ErrIntrospectionUnavailable
 	case ReasonOK:
 		return nil
 	}

@@ -117,6 +117,10 @@ func TestResourceMetadataInEveryChallenge(t *testing.T) {
 					t.Errorf("challenge %q lacks %s", c, param)
 				}
 			}
+			// A 401 names what the route needs, so that a client asks for it at once.
+			if tc.status == 401 && !strings.Contains(got[0], `scope="orders:read"`) {
+				t.Errorf("the 401's first challenge %q names no scope", got[0])
+			}
 		})
 	}
 }

@@ -18,10 +18,15 @@ func (g *Gate) challenge(d Decision) string { return g.challengeRealm + errorPar
 func errorParams(d Decision) string {
 	resp := responseOf(d)
 	if !d.TokenSent || resp.code == "" {
+		if d.Scope != "" {
+			// A 401 of a Gate with a Resource names the route's scopes, so that a
+			// client (MCP's) asks for them at once.
+			return `, scope="` + d.Scope + `"`
+		}
 		return ""
 	}
 	// One concatenation is one allocation.
-	if d.Reason == ReasonInsufficientScope && d.Scope != "" {
+	if d.Scope != "" {
 		return `, error="` + resp.code + `", error_description="` + resp.description + `", scope="` + d.Scope + `"`
 	}
 	return `, error="` + resp.code + `", error_description="` + resp.description + `"`

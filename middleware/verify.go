@@ -24,6 +24,10 @@ type issuerPolicy struct {
 	atJWT          bool
 	scopeClaim     string
 	dpop           DPoPMode
+	// introspector asks the issuer about its tokens (Introspection.on), with always
+	// its JWTs too; nil when off.
+	introspector *Introspector
+	always       bool
 
 	maxLifetime time.Duration
 	now         func() time.Time
@@ -163,7 +167,11 @@ func (v *verifier) verify(ctx context.Context, token string) (*Claims, *Error) {
 
 // Validate runs after golang-jwt has checked the signature, exp, nbf and iat: the
 // checks that depend on the issuer.
-func (c *Claims) Validate() error {
+func (c *Claims) Validate() error { return c.validate(true) }
+
+// validate makes the checks that depend on the issuer; RFC 9068's required claims only
+// for a JWT (jwt), not for an introspection answer.
+func (c *Claims) validate(jwt bool) error {
 	if !c.decoded {
 		return errNotAnObject
 	}
@@ -191,7 +199,7 @@ func (c *Claims) Validate() error {
 			errs = append(errs, errAudience)
 		}
 	}
-	if p.atJWT {
+	if jwt && p.atJWT {
 		// RFC 9068 §2.2: iss exp aud sub client_id iat jti are required.
 		for _, name := range []string{"sub", "client_id", "iat", "jti", "aud"} {
 			if _, ok := c.Raw[name]; !ok {

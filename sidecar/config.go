@@ -125,6 +125,19 @@ type Issuer struct {
 	CAFile         string   `yaml:"caFile"`       // PEM bundle for a private CA [system roots]
 	InsecureHTTP   bool     `yaml:"insecureHTTP"` // plain http to a non-loopback issuer (warns) [false]
 	DPoP           string   `yaml:"dpop"`         // DPoP-bound tokens: off | allowed | required [off]
+	// Introspection asks the issuer about tokens (RFC 7662) [off].
+	Introspection Introspection `yaml:"introspection"`
+}
+
+// Introspection is an issuer's introspection endpoint and what goes to it.
+type Introspection struct {
+	Endpoint         string        `yaml:"endpoint"`         // [the issuer's metadata: introspection_endpoint]
+	ClientID         string        `yaml:"clientID"`         // client_secret_basic user (required when on)
+	ClientSecretFile string        `yaml:"clientSecretFile"` // its secret, from a file (required when on)
+	OpaqueTokens     bool          `yaml:"opaqueTokens"`     // introspect tokens that are not JWTs (one issuer at most) [false]
+	Always           bool          `yaml:"always"`           // introspect this issuer's JWTs too [false]
+	CacheTTL         time.Duration `yaml:"cacheTTL"`         // reuse an answer this long, never past exp [60s]
+	Timeout          time.Duration `yaml:"timeout"`          // per call; then 503 [2s]
 }
 
 // Refresh is an issuer's key refresh schedule.
@@ -742,6 +755,18 @@ func (c Config) resolve(p Purpose) (*Loaded, []error) {
 	}
 	for i, iss := range c.Issuers {
 		gc.Issuers[i].DPoP = middleware.DPoPMode(iss.DPoP)
+		in := iss.Introspection
+		gc.Issuers[i].Introspection = middleware.Introspection{
+			Endpoint: in.Endpoint, ClientID: in.ClientID, OpaqueTokens: in.OpaqueTokens, Always: in.Always,
+			CacheTTL: in.CacheTTL, Timeout: in.Timeout,
+		}
+		if in.ClientSecretFile != "" {
+			secret, err := readSecret(in.ClientSecretFile)
+			if err != nil {
+				bad(fmt.Sprintf("issuers[%d].introspection.clientSecretFile", i), "%v", err)
+			}
+			gc.Issuers[i].Introspection.ClientSecret = secret
+		}
 	}
 	for _, r := range c.Routes {
 		gc.Routes = append(gc.Routes, middleware.Route{Match: r.Match, Public: r.Public, Scopes: r.Scopes, AnyScopes: r.AnyScopes,

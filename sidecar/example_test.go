@@ -22,5 +22,5 @@ routes:
 	// Output:
 	// tokengate.yaml:1: upstream: "localhost:8080" is not an http(s) URL with a host and nothing else (no credentials, query or fragment)
 	// tokengate.yaml:3: issuers[0].audiences: is empty: a token for any API would be accepted; list this API's identifiers
-	// tokengate.yaml:4: issuers[0].audience: unknown key (known here: issuer, jwksURI, jwksFile, audiences, algorithms, tokenType, scopeClaim, audienceClaims, refresh, caFile, insecureHTTP, dpop)
+	// tokengate.yaml:4: issuers[0].audience: unknown key (known here: issuer, jwksURI, jwksFile, audiences, algorithms, tokenType, scopeClaim, audienceClaims, refresh, caFile, insecureHTTP, dpop, introspection)
 }

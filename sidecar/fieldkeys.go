@@ -22,8 +22,10 @@ var renamed = map[string]string{
 	"Tokens.CacheEntries": "tokens.cache.entries",
 	"Tokens.CacheBytes":   "tokens.cache.bytes",
 	"Tokens.NoCache":      "tokens.cache.entries",
-	// The secret comes from a file.
-	"Tokens.DPoP.NonceSecret": "tokens.dpop.nonceSecretFile",
+	// Secrets come from files.
+	"Tokens.DPoP.NonceSecret":              "tokens.dpop.nonceSecretFile",
+	"Issuers.Introspection.ClientSecret":   "issuers[].introspection.clientSecretFile",
+	"Issuers.Introspection.ClientSecret[]": "issuers[].introspection.clientSecretFile",
 }
 
 // yamlKey translates a Go path of middleware.Config into the file's key, such as
@@ -31,6 +33,10 @@ var renamed = map[string]string{
 // a field of the file (one the sidecar sets itself).
 func yamlKey(goPath string) (key string, ok bool) {
 	if k, ok := renamed[stripIndices(goPath)]; ok {
+		// The indices of goPath, in order, fill the [] of the key.
+		for _, idx := range indices.FindAllString(goPath, -1) {
+			k = strings.Replace(k, "[]", idx, 1)
+		}
 		return k, true
 	}
 	t := reflect.TypeOf(Config{})

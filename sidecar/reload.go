@@ -61,6 +61,7 @@ func (s *Sidecar) reloadIfChanged(keyCtx context.Context) bool {
 	// Requests in flight finish with the old Gate; its key sets are shared or closed
 	// once no configuration uses them. The Gate itself owns nothing else.
 	s.release(cur.sets)
+	s.releaseIntrospectors(cur.introspectors)
 	cur.gate.Close()
 	s.metrics.reloads.WithLabelValues("success").Inc()
 	s.metrics.reloadOK.Set(1)

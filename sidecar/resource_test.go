@@ -25,7 +25,7 @@ func TestResourceMetadataThroughTheSidecar(t *testing.T) {
 		t.Errorf("the upstream was asked for the metadata")
 	}
 	resp, _ = h.do(t, "GET", "/orders/1", "")
-	if got := resp.Header.Get("WWW-Authenticate"); got != `Bearer realm="orders-api", resource_metadata="https://orders.example.com/.well-known/oauth-protected-resource/api"` {
+	if got := resp.Header.Get("WWW-Authenticate"); got != `Bearer realm="orders-api", resource_metadata="https://orders.example.com/.well-known/oauth-protected-resource/api", scope="orders:read"` {
 		t.Errorf("challenge %q", got)
 	}
 	// A reload serves the new document at once.

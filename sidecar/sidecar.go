@@ -99,8 +99,12 @@ type Sidecar struct {
 	// tuns are the open WebSocket tunnels, closed when the sidecar stops.
 	tuns *tunnels
 
-	mu   sync.Mutex // guards sets
+	mu   sync.Mutex // guards sets and introspectors
 	sets map[string]*keySet
+	// introspectors are shared, as key sets are, by the configurations that name the
+	// same issuer with the same introspection settings: a reload keeps their caches,
+	// and cuts no call in flight.
+	introspectors map[string]*sharedIntrospector
 
 	// store records single uses for every configuration the sidecar runs: a reload
 	// must not forget which tokens were used. closeStore closes it when the sidecar
@@ -111,11 +115,17 @@ type Sidecar struct {
 
 // state is one loaded configuration: what serves requests until the next reload.
 type state struct {
-	loaded  *Loaded
-	gate    *middleware.Gate
-	handler http.Handler
-	sets    []*jwks.Set
-	sum     [32]byte
+	loaded        *Loaded
+	gate          *middleware.Gate
+	handler       http.Handler
+	sets          []*jwks.Set
+	introspectors []string // keys of Sidecar.introspectors
+	sum           [32]byte
+}
+
+type sharedIntrospector struct {
+	in   *middleware.Introspector
+	refs int
 }
 
 // keySet is a key set shared by the configurations that name the same issuer with the
@@ -156,7 +166,8 @@ func New(l *Loaded, opts Options) (*Sidecar, error) {
 	tr := newTransport(opts.UpstreamTimeout)
 	up := &upgradeTransport{base: tr, dialer: &net.Dialer{Timeout: upstreamDialTimeout, KeepAlive: 30 * time.Second}, headerTimeout: opts.UpstreamTimeout}
 	s := &Sidecar{opts: opts, log: opts.Logger, reg: opts.Registry, metrics: m, keys: keys, first: l,
-		tr: tr, up: up, tuns: newTunnels(), sets: map[string]*keySet{}, store: opts.Replay}
+		tr: tr, up: up, tuns: newTunnels(), sets: map[string]*keySet{}, introspectors: map[string]*sharedIntrospector{},
+		store: opts.Replay}
 	if s.store == nil {
 		if s.store, s.closeStore, err = newStore(l.Replay); err != nil {
 			return nil, err
@@ -379,8 +390,14 @@ func (s *Sidecar) build(keyCtx context.Context, l *Loaded, sum [32]byte) (*state
 		s.release(sets)
 		return nil, err
 	}
+	ins, keys, err := s.acquireIntrospectors(l.Gate.Issuers)
+	if err != nil {
+		s.release(sets)
+		return nil, err
+	}
 	p := newProxy(l, s.up, s.tuns, s.log, s.metrics)
 	gate, err := middleware.New(keyCtx, l.Gate, middleware.Options{
+		Introspectors: ins,
 		Registerer:    s.reg,
 		KeySource:     group,
 		Logger:        s.log,
@@ -390,9 +407,70 @@ func (s *Sidecar) build(keyCtx context.Context, l *Loaded, sum [32]byte) (*state
 	})
 	if err != nil {
 		s.release(sets)
+		s.releaseIntrospectors(keys)
 		return nil, err
 	}
-	return &state{loaded: l, gate: gate, handler: gate.Handler(p), sets: sets, sum: sum}, nil
+	return &state{loaded: l, gate: gate, handler: gate.Handler(p), sets: sets, introspectors: keys, sum: sum}, nil
+}
+
+// acquireIntrospectors returns the Introspectors of the issuers with introspection on,
+// shared with the running configuration where the settings are the same, and their
+// keys, for releaseIntrospectors.
+func (s *Sidecar) acquireIntrospectors(issuers []middleware.Issuer) (map[string]*middleware.Introspector, []string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ins := map[string]*middleware.Introspector{}
+	var keys []string
+	for _, iss := range issuers {
+		in := iss.Introspection
+		if !in.OpaqueTokens && !in.Always {
+			continue
+		}
+		// The secret counts by its hash: a rotated secret is a new Introspector.
+		secret := sha256.Sum256(in.ClientSecret)
+		in.ClientSecret = secret[:]
+		b, _ := json.Marshal(struct {
+			Issuer, Endpoint string
+			InsecureHTTP     bool
+			In               middleware.Introspection
+		}{iss.Issuer, in.Endpoint, iss.InsecureHTTP, in})
+		k := string(b)
+		sh := s.introspectors[k]
+		if sh == nil {
+			made, err := middleware.NewIntrospector(iss, s.reg)
+			if err != nil {
+				s.releaseLocked(keys)
+				return nil, nil, err
+			}
+			sh = &sharedIntrospector{in: made}
+			s.introspectors[k] = sh
+		}
+		sh.refs++
+		keys = append(keys, k)
+		ins[iss.Issuer] = sh.in
+	}
+	return ins, keys, nil
+}
+
+// releaseIntrospectors drops a configuration's hold on its Introspectors and closes
+// those no configuration uses any more.
+func (s *Sidecar) releaseIntrospectors(keys []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.releaseLocked(keys)
+}
+
+func (s *Sidecar) releaseLocked(keys []string) {
+	for _, k := range keys {
+		sh := s.introspectors[k]
+		if sh == nil {
+			continue
+		}
+		if sh.refs--; sh.refs == 0 {
+			delete(s.introspectors, k)
+			sh.in.Close()
+		}
+	}
 }
 
 // errNoHost refuses a request without a host (HTTP/1.0 may omit it; so may HTTP/2's
@@ -471,6 +549,7 @@ func (s *Sidecar) issuerInUse(issuer string) bool {
 func (s *Sidecar) closeAll() {
 	if st := s.state.Load(); st != nil {
 		s.release(st.sets)
+		s.releaseIntrospectors(st.introspectors)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -3,7 +3,9 @@
 //
 // A Server listens on a loopback port and serves what a resource server reads from a
 // real authorization server: OpenID Connect and RFC 8414 discovery documents, a JWKS
-// with RSA, EC and Ed25519 keys, and a token endpoint for the client_credentials grant.
+// with RSA, EC and Ed25519 keys, a token endpoint for the client_credentials grant, and
+// an introspection endpoint (RFC 7662) for the JWTs it mints and the opaque tokens of
+// MintOpaque, which Revoke turns inactive.
 // Tests mint tokens directly with Mint (any claims, any header, any key, or raw bytes
 // with SignRaw for hostile tokens), rotate and revoke keys, and switch on faults: an
 // outage, slowness, garbage, oversized bodies, redirects, a lying discovery document.

@@ -69,6 +69,8 @@ type Server struct {
 	jwksFetches      atomic.Int64
 	discoveryFetches atomic.Int64
 	notModified      atomic.Int64
+
+	intro introspection // the introspection endpoint (introspection.go)
 }
 
 // Client is a client registered for the client_credentials grant.
@@ -438,6 +440,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.jwksFetches.Add(1)
 	case isDiscovery:
 		s.discoveryFetches.Add(1)
+	case path == IntrospectionPath:
+		s.intro.calls.Add(1)
 	}
 	if down {
 		http.Error(w, "authorization server unavailable", http.StatusServiceUnavailable)
@@ -459,6 +463,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveDiscovery(w, r)
 	case path == TokenPath:
 		s.serveToken(w, r)
+	case path == IntrospectionPath:
+		s.serveIntrospection(w, r)
 	default:
 		http.NotFound(w, r)
 	}
@@ -545,6 +551,7 @@ func (s *Server) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 		"issuer":                                iss,
 		"jwks_uri":                              s.JWKSURI(),
 		"token_endpoint":                        s.TokenURL(),
+		"introspection_endpoint":                s.IntrospectionURL(),
 		"grant_types_supported":                 []string{"client_credentials"},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		"response_types_supported":              []string{"token"},
