@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -142,6 +143,48 @@ func BenchmarkDPoP(b *testing.B) {
 	}{{"cached", e.gate}, {"uncached-ES256", nocache.gate}} {
 		b.Run(tc.name, func(b *testing.B) {
 			req := benchRequest(bearerTok)
+			b.ReportAllocs()
+			for b.Loop() {
+				if d := tc.g.Decide(req); !d.Allowed() {
+					b.Fatal(d.Err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkIntrospection measures decisions on opaque tokens: "cached-opaque" finds the
+// introspected token in the verified-token cache, "miss-opaque" introspects every time
+// (both caches off: one call to jwkstest on loopback per request); the JWT decisions of
+// the same run, cached and uncached (ES256), are the baselines
+// (docs/performance.md#introspection).
+func BenchmarkIntrospection(b *testing.B) {
+	as, err := jwkstest.NewServer(jwkstest.WithAudience(audience))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(as.Close)
+	as.AddClient(jwkstest.Client{ID: "orders-api", Secret: "s3cret"})
+	on := func(ttl time.Duration, noCache bool) func(*middleware.Config) {
+		return func(c *middleware.Config) {
+			c.Issuers[0].Introspection = middleware.Introspection{ClientID: "orders-api", ClientSecret: []byte("s3cret"), OpaqueTokens: true, CacheTTL: ttl}
+			c.Tokens.NoCache = noCache
+		}
+	}
+	cached := newEnvFor(b, as, on(time.Minute, false), middleware.Options{})
+	miss := newEnvFor(b, as, on(-1, true), middleware.Options{})
+	opaque := as.MintOpaque(jwkstest.Claims{"scope": "orders:read"})
+	jwt := as.MustMint(jwkstest.Claims{"scope": "orders:read"}, jwkstest.WithKey("ec-1"))
+	for _, tc := range []struct {
+		name, tok string
+		g         *middleware.Gate
+	}{
+		{"cached-jwt", jwt, cached.gate}, {"cached-opaque", opaque, cached.gate},
+		{"uncached-jwt-ES256", jwt, miss.gate}, {"miss-opaque", opaque, miss.gate},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			req := benchRequest(tc.tok)
+			tc.g.Decide(req)
 			b.ReportAllocs()
 			for b.Loop() {
 				if d := tc.g.Decide(req); !d.Allowed() {

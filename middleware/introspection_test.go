@@ -214,3 +214,42 @@ func TestIntrospectionConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestIntrospectionCallsUnderLoad: at 1000 requests a second for two seconds, spread
+// over 100 distinct opaque tokens, the endpoint is called once per token within the
+// cacheTTL (docs/performance.md#introspection). The pace is a ticker's, bounded in
+// count and time; only the count of calls is asserted.
+func TestIntrospectionCallsUnderLoad(t *testing.T) {
+	e := introspectionEnv(t, false, time.Minute, nil)
+	tokens := make([]string, 100)
+	for i := range tokens {
+		tokens[i] = e.as.MintOpaque(jwkstest.Claims{"scope": "orders:read"})
+	}
+	const requests = 2000
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(30 * time.Second)
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	start := time.Now()
+	for i := 0; i < requests; i++ {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("only %d requests sent in 30 s", i)
+		}
+		tok := tokens[i%len(tokens)]
+		wg.Go(func() {
+			if e.do("GET", "/orders/1", bearer(tok)).Code == 200 {
+				ok.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	t.Logf("%d requests in %v (%.0f/s) over %d tokens: %d allowed, %d introspection calls",
+		requests, took.Round(time.Millisecond), requests/took.Seconds(), len(tokens), ok.Load(), e.as.IntrospectionCalls())
+	if ok.Load() != requests || e.as.IntrospectionCalls() != len(tokens) {
+		t.Errorf("%d allowed, %d calls; want %d and one per token (%d)", ok.Load(), e.as.IntrospectionCalls(), requests, len(tokens))
+	}
+}
