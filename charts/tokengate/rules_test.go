@@ -108,6 +108,21 @@ var scenarios = map[string][]scenario{
 		{"one in a hundred", decisions("allowed", "ok", steady(594, 40)) + decisions("denied", "expired", steady(6, 40)), 40 * time.Minute, false},
 		{"no traffic at all (0/0)", decisions("allowed", "ok", "0x40") + decisions("denied", "expired", "0x40"), 40 * time.Minute, false},
 	},
+	"TokengateReplayStoreUnavailable": {
+		{"Redis down for ten minutes", series("tokengate_replay_store_requests_total", `store="redis",result="error"`, steady(60, 15)), 15 * time.Minute, true},
+		{"one timeout among 600 uses a minute", series("tokengate_replay_store_requests_total", `store="redis",result="first_use"`, steady(600, 20)) +
+			series("tokengate_replay_store_requests_total", `store="redis",result="error"`, "0x5 1x15"), 20 * time.Minute, false},
+		{"uses that all worked", series("tokengate_replay_store_requests_total", `store="redis",result="first_use"`, steady(600, 15)) +
+			series("tokengate_replay_store_requests_total", `store="redis",result="error"`, "0x15"), 15 * time.Minute, false},
+	},
+	"TokengateIntrospectionUnavailable": {
+		{"the endpoint down for ten minutes", series("tokengate_introspection_requests_total", issuerLabel+`,result="error"`, steady(30, 15)), 15 * time.Minute, true},
+		{"a two-minute outage", series("tokengate_introspection_requests_total", issuerLabel+`,result="error"`, "0x5 30 60 60x12"), 20 * time.Minute, false},
+		{"one error among 30 calls a minute", series("tokengate_introspection_requests_total", issuerLabel+`,result="active"`, steady(30, 20)) +
+			series("tokengate_introspection_requests_total", issuerLabel+`,result="error"`, "0x5 1x15"), 20 * time.Minute, false},
+		{"answers, none failing", series("tokengate_introspection_requests_total", issuerLabel+`,result="active"`, steady(30, 15)) +
+			series("tokengate_introspection_requests_total", issuerLabel+`,result="error"`, "0x15"), 15 * time.Minute, false},
+	},
 	"TokengateKeysUnavailable": {
 		{"keys never loaded", series("tokengate_jwks_keys", issuerLabel, "0x20"), 20 * time.Minute, true},
 		{"keys loaded", series("tokengate_jwks_keys", issuerLabel, "3x20"), 20 * time.Minute, false},
@@ -366,8 +381,24 @@ func exported(t *testing.T) map[string]map[string]bool {
 		t.Fatal(err)
 	}
 	defer as.Close()
-	cfg := filepath.Join(t.TempDir(), "tokengate.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("upstream: http://127.0.0.1:9\nissuers:\n  - issuer: %s\n    audiences: [https://orders.example.com]\nroutes:\n  - match: \"GET /orders/{id}\"\n", as.Issuer)), 0o600); err != nil {
+	dir := t.TempDir()
+	cfg, secret := filepath.Join(dir, "tokengate.yaml"), filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Every feature with metrics of its own on: DPoP and single use (the replay store),
+	// introspection.
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`upstream: http://127.0.0.1:9
+externalURL: https://orders.example.com
+issuers:
+  - issuer: %s
+    audiences: [https://orders.example.com]
+    dpop: allowed
+    introspection: {clientID: orders-api, clientSecretFile: %s, opaqueTokens: true}
+routes:
+  - match: "GET /orders/{id}"
+    singleUse: true
+`, as.Issuer, secret)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	l, err := sidecar.LoadFile(cfg, sidecar.ForProxy, sidecar.Overrides{})
