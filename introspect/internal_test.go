@@ -1,9 +1,15 @@
 package introspect
 
 import (
+	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +28,9 @@ func TestCacheEviction(t *testing.T) {
 		c := newCache(10)
 		for i := range 10 {
 			c.put(key(i), &entry{res: &Result{Active: true}, until: t0.Add(time.Duration(i+1) * time.Minute)}, t0)
+		}
+		if n := c.len(); n != 10 {
+			t.Fatalf("%d entries at the bound of 10, want all 10", n)
 		}
 		c.put(key(10), &entry{until: t0.Add(time.Hour)}, t0) // 11: over the bound
 		if n := c.len(); n != 9 || c.size.Load() != 9 {
@@ -153,4 +162,83 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("parse's errors are causes, not *Error")
 		}
 	})
+}
+
+// hashToken hashes without a heap allocation up to 512 bytes, and hashes every length.
+func TestHashToken(t *testing.T) {
+	for _, n := range []int{0, 1, 511, 512, 513, 4096} {
+		tok := strings.Repeat("t", n)
+		if hashToken(tok) != sha256.Sum256([]byte(tok)) {
+			t.Errorf("hashToken of %d bytes is not its SHA-256", n)
+		}
+	}
+	tok := strings.Repeat("t", 512)
+	if n := testing.AllocsPerRun(100, func() { _ = hashToken(tok) }); n != 0 {
+		t.Errorf("%v allocations hashing a 512-byte token, want 0", n)
+	}
+}
+
+// A Config prints whether it has a secret, never the secret.
+func TestConfigString(t *testing.T) {
+	if s := (Config{}).String(); !strings.Contains(s, "ClientSecret:none") {
+		t.Errorf("without a secret: %s", s)
+	}
+	if s := (Config{ClientSecret: []byte("x")}).String(); !strings.Contains(s, "ClientSecret:[redacted]") || strings.Contains(s, "ClientSecret:x") {
+		t.Errorf("with a secret: %s", s)
+	}
+}
+
+// NumericDates: 0 is one (the boundary), a negative number is not.
+func TestDecodeTimeBounds(t *testing.T) {
+	var d time.Time
+	if err := decodeTime(json.RawMessage("0"), &d); err != nil || !d.Equal(time.Unix(0, 0)) {
+		t.Errorf("0: %v %v", d, err)
+	}
+	for _, v := range []string{"-1", "-0.5", `"1"`, "true"} {
+		if err := decodeTime(json.RawMessage(v), &d); err == nil {
+			t.Errorf("%s accepted as a NumericDate", v)
+		}
+	}
+}
+
+// padTo pads a JSON object with spaces before its closing brace to exactly n bytes.
+func padTo(obj string, n int) string {
+	return obj[:len(obj)-1] + strings.Repeat(" ", n-len(obj)) + "}"
+}
+
+// The caps on answers and metadata take a body of exactly the cap, and not one byte
+// more, with and without a Content-Length.
+func TestBodyCapsAreInclusive(t *testing.T) {
+	for _, chunked := range []bool{false, true} {
+		var body string
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !chunked {
+				w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			}
+			_, _ = io.WriteString(w, body)
+		}))
+		c, err := New(Config{Endpoint: srv.URL, ClientID: "a", ClientSecret: []byte("b"), MaxResponseBytes: 200, CacheTTL: -1}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body = padTo(`{"active":true,"sub":"x"}`, 200)
+		if _, err := c.Introspect(context.Background(), "tok"); err != nil {
+			t.Errorf("chunked %v: an answer of exactly the cap: %v", chunked, err)
+		}
+		body = padTo(`{"active":true,"sub":"x"}`, 201)
+		if _, err := c.Introspect(context.Background(), "tok"); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("chunked %v: an answer one byte over the cap: %v", chunked, err)
+		}
+		issuer := srv.URL
+		body = padTo(`{"issuer":"`+issuer+`","introspection_endpoint":"`+issuer+`/introspect"}`, MaxMetadataBytes)
+		if ep, err := Discover(context.Background(), nil, issuer); err != nil || ep != issuer+"/introspect" {
+			t.Errorf("chunked %v: metadata of exactly the cap: %q %v", chunked, ep, err)
+		}
+		body += " "
+		if _, err := Discover(context.Background(), nil, issuer); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("chunked %v: metadata one byte over the cap: %v", chunked, err)
+		}
+		c.Close()
+		srv.Close()
+	}
 }

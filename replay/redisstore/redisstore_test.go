@@ -100,6 +100,8 @@ func TestNewRefusesABadConfig(t *testing.T) {
 		{Addrs: []string{"[::1]:6379"}, Username: "tokengate", Password: "pw", Timeout: time.Second, KeyPrefix: "p:"},
 		{Addrs: []string{"n1:7000", "n2:7000", "n3:7000"}},
 		{Addrs: []string{"s1:26379", "s2:26379"}, MasterName: "main"},
+		// The bounds themselves: the highest port, the longest prefix.
+		{Addrs: []string{"redis:65535", "redis:1"}, KeyPrefix: strings.Repeat("p", 256)},
 	} {
 		s, err := redisstore.New(cfg)
 		if err != nil {
