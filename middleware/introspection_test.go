@@ -253,3 +253,22 @@ func TestIntrospectionCallsUnderLoad(t *testing.T) {
 		t.Errorf("%d allowed, %d calls; want %d and one per token (%d)", ok.Load(), e.as.IntrospectionCalls(), requests, len(tokens))
 	}
 }
+
+// TestOpaqueTokenOfMaxBytes: tokens.maxBytes bounds an opaque token inclusively, as it
+// does a JWT: one of exactly that length is introspected.
+func TestOpaqueTokenOfMaxBytes(t *testing.T) {
+	as, err := jwkstest.NewServer(jwkstest.WithAudience(audience))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(as.Close)
+	as.AddClient(jwkstest.Client{ID: "orders-api", Secret: "s3cret"})
+	tok := as.MintOpaque(jwkstest.Claims{"scope": "orders:read"})
+	e := newEnvFor(t, as, func(c *middleware.Config) {
+		c.Issuers[0].Introspection = middleware.Introspection{ClientID: "orders-api", ClientSecret: []byte("s3cret"), OpaqueTokens: true}
+		c.Tokens.MaxBytes = len(tok)
+	}, middleware.Options{})
+	if w := e.do("GET", "/orders/1", bearer(tok)); w.Code != 200 {
+		t.Errorf("an opaque token of exactly tokens.maxBytes: %d", w.Code)
+	}
+}

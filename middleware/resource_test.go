@@ -206,3 +206,21 @@ func TestResourceConfig(t *testing.T) {
 		t.Errorf("a loopback http identifier, no audiences: %v", err)
 	}
 }
+
+// TestRequireNamesScopesWithResource: Require's 401, like Handler's, names the scopes
+// it needs when a resource is set.
+func TestRequireNamesScopesWithResource(t *testing.T) {
+	e := resourceEnv(t, nil)
+	h := e.gate.Require("orders:read")(e.api)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/orders/1", nil))
+	if got := w.Header().Get("WWW-Authenticate"); w.Code != 401 || !strings.Contains(got, `scope="orders:read"`) || !strings.Contains(got, "resource_metadata=") {
+		t.Errorf("Require without a token: %d %q", w.Code, got)
+	}
+	plain := newEnv(t, nil)
+	w = httptest.NewRecorder()
+	plain.gate.Require("orders:read")(plain.api).ServeHTTP(w, httptest.NewRequest("GET", "/orders/1", nil))
+	if got := w.Header().Get("WWW-Authenticate"); got != `Bearer realm="orders-api"` {
+		t.Errorf("Require without a resource: %q", got)
+	}
+}
