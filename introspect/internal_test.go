@@ -194,6 +194,12 @@ func TestDecodeTimeBounds(t *testing.T) {
 	if err := decodeTime(json.RawMessage("0"), &d); err != nil || !d.Equal(time.Unix(0, 0)) {
 		t.Errorf("0: %v %v", d, err)
 	}
+	if err := decodeTime(json.RawMessage("9"), &d); err != nil || !d.Equal(time.Unix(9, 0)) {
+		t.Errorf("9: %v %v", d, err)
+	}
+	if err := decodeTime(json.RawMessage(strconv.FormatFloat(maxNumericDate, 'f', -1, 64)), &d); err != nil {
+		t.Errorf("the largest NumericDate: %v", err)
+	}
 	for _, v := range []string{"-1", "-0.5", `"1"`, "true"} {
 		if err := decodeTime(json.RawMessage(v), &d); err == nil {
 			t.Errorf("%s accepted as a NumericDate", v)
