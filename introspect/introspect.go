@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/schemerule"
 )
 
 // Defaults of a zero Config field.
@@ -486,24 +488,5 @@ func checkURL(raw string, insecureHTTP bool) error {
 	case u.Fragment != "" || strings.HasSuffix(raw, "#"):
 		return fmt.Errorf("%q must not have a fragment", raw)
 	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if insecureHTTP || isLoopback(u.Hostname()) {
-			return nil
-		}
-		return fmt.Errorf("%q is plain http to a host that is not loopback; use https (or set InsecureHTTP, never in production)", raw)
-	}
-	return fmt.Errorf("%q: scheme must be https", raw)
-}
-
-// isLoopback reports whether host (without port) is "localhost" or an address in
-// 127.0.0.0/8 or ::1.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return schemerule.Check(raw, u, insecureHTTP)
 }

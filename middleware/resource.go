@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/tokengate/tokengate/internal/schemerule"
 )
 
 // WellKnownMetadataPath is the well-known path of protected-resource metadata (RFC 9728
@@ -59,7 +60,7 @@ func (r Resource) validate(bad func(field, format string, args ...any)) {
 		bad("Resource.Identifier", "%q is not an absolute URL with a host", r.Identifier)
 	case u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(r.Identifier, "?#"):
 		bad("Resource.Identifier", "%q has a query or a fragment (RFC 9728 §1.2)", r.Identifier)
-	case u.Scheme != "https" && !(u.Scheme == "http" && loopbackHost(u.Hostname())):
+	case u.Scheme != "https" && !(u.Scheme == "http" && schemerule.Loopback(u.Hostname())):
 		bad("Resource.Identifier", "%q is not https (http only on a loopback host)", r.Identifier)
 	case !quotable(r.Identifier):
 		bad("Resource.Identifier", "%q cannot be quoted in a WWW-Authenticate header", r.Identifier)
@@ -72,11 +73,6 @@ func (r Resource) validate(bad func(field, format string, args ...any)) {
 			bad("Resource.Documentation", "%q is not an absolute URL", r.Documentation)
 		}
 	}
-}
-
-func loopbackHost(host string) bool {
-	a, err := netip.ParseAddr(host)
-	return strings.EqualFold(host, "localhost") || err == nil && a.IsLoopback()
 }
 
 // protectedResourceMetadata is the RFC 9728 §2 document; empty members are left out.
