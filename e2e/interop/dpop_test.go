@@ -3,8 +3,6 @@
 package interop_test
 
 import (
-	"bufio"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,11 +13,9 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -392,73 +388,8 @@ func startBoundProvider(t *testing.T, key *jwkstest.Key, certs *pki) *provider {
 	}
 }
 
-// boundClient is a running testdata/oidc/dpop-client.mjs: it writes a line of JSON,
-// then waits for a line on its stdin before its next request.
-type boundClient struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	lines  *bufio.Scanner
-	stderr *e2etest.LockedBuffer
-	begun  bool // the client has written its first line
-}
-
-func startBoundClient(t *testing.T, issuer, api, tlsAPI string, certs *pki) *boundClient {
+func startBoundClient(t *testing.T, issuer, api, tlsAPI string, certs *pki) *stepClient {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	cmd := exec.CommandContext(ctx, "node", "dpop-client.mjs", "--issuer", issuer, "--api", api, "--tls-api", tlsAPI,
+	return startStepClient(t, "dpop-client.mjs", "--issuer", issuer, "--api", api, "--tls-api", tlsAPI,
 		"--ca", certs.ca, "--cert", certs.clientCert, "--key", certs.clientKey, "--other-cert", certs.otherCert, "--other-key", certs.otherKey)
-	cmd.Dir = oidcDir
-	cmd.WaitDelay = 5 * time.Second
-	c := &boundClient{cmd: cmd, stderr: &e2etest.LockedBuffer{}}
-	cmd.Stderr = c.stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.stdin = stdin
-	c.lines = bufio.NewScanner(stdout)
-	c.lines.Buffer(make([]byte, 64<<10), 1<<20)
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("dpop-client.mjs stderr:\n%s", c.stderr.String())
-		}
-	})
-	return c
-}
-
-// next lets the client go on (after the first line) and decodes its next line into v.
-func (c *boundClient) next(t *testing.T, v any) {
-	t.Helper()
-	if c.begun {
-		if _, err := io.WriteString(c.stdin, "\n"); err != nil {
-			t.Fatalf("dpop-client.mjs: %v\n%s", err, c.stderr.String())
-		}
-	}
-	c.begun = true
-	if !c.lines.Scan() {
-		t.Fatalf("dpop-client.mjs ended early (%v):\n%s", c.lines.Err(), c.stderr.String())
-	}
-	if err := json.Unmarshal(c.lines.Bytes(), v); err != nil {
-		t.Fatalf("dpop-client.mjs wrote %q: %v", c.lines.Text(), err)
-	}
-}
-
-// finish lets the client end and checks that it exited 0.
-func (c *boundClient) finish(t *testing.T) {
-	t.Helper()
-	_, _ = io.WriteString(c.stdin, "\n")
-	c.stdin.Close()
-	if err := c.cmd.Wait(); err != nil {
-		t.Fatalf("dpop-client.mjs: %v\n%s", err, c.stderr.String())
-	}
 }

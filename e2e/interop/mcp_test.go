@@ -3,16 +3,13 @@
 package interop_test
 
 import (
-	"bufio"
 	"cmp"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -359,73 +356,9 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 }
 
-// mcpClient is a running testdata/oidc/mcp-client.mjs: it writes a line of JSON per
-// phase, then waits for a line on its stdin.
-type mcpClient struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	lines  *bufio.Scanner
-	stderr *e2etest.LockedBuffer
-	begun  bool
-}
-
-func startMCPClient(t *testing.T, server, admin, issuer string) *mcpClient {
+func startMCPClient(t *testing.T, server, admin, issuer string) *stepClient {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	cmd := exec.CommandContext(ctx, "node", "mcp-client.mjs", "--server", server, "--admin", admin, "--issuer", issuer, "--other-resource", otherMCPResource)
-	cmd.Dir = oidcDir
-	cmd.WaitDelay = 5 * time.Second
-	c := &mcpClient{cmd: cmd, stderr: &e2etest.LockedBuffer{}}
-	cmd.Stderr = c.stderr
-	var err error
-	if c.stdin, err = cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.lines = bufio.NewScanner(stdout)
-	c.lines.Buffer(make([]byte, 64<<10), 1<<20)
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("mcp-client.mjs stderr:\n%s", c.stderr.String())
-		}
-	})
-	return c
-}
-
-// next lets the client go on (after the first line) and decodes its next line into v.
-func (c *mcpClient) next(t *testing.T, v any) {
-	t.Helper()
-	if c.begun {
-		if _, err := io.WriteString(c.stdin, "\n"); err != nil {
-			t.Fatalf("mcp-client.mjs: %v\n%s", err, c.stderr.String())
-		}
-	}
-	c.begun = true
-	if !c.lines.Scan() {
-		t.Fatalf("mcp-client.mjs ended early (%v):\n%s", c.lines.Err(), c.stderr.String())
-	}
-	if err := json.Unmarshal(c.lines.Bytes(), v); err != nil {
-		t.Fatalf("mcp-client.mjs wrote %q: %v", c.lines.Text(), err)
-	}
-}
-
-// finish lets the client end and checks that it exited 0.
-func (c *mcpClient) finish(t *testing.T) {
-	t.Helper()
-	_, _ = io.WriteString(c.stdin, "\n")
-	c.stdin.Close()
-	if err := c.cmd.Wait(); err != nil {
-		t.Fatalf("mcp-client.mjs: %v\n%s", err, c.stderr.String())
-	}
+	return startStepClient(t, "mcp-client.mjs", "--server", server, "--admin", admin, "--issuer", issuer, "--other-resource", otherMCPResource)
 }
 
 // exchange is one HTTP request the SDK made through the client's fetch.

@@ -4,6 +4,7 @@ package interop_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
@@ -311,4 +312,78 @@ func decodeJWT(t *testing.T, tok string) (header, payload map[string]any) {
 		}
 	}
 	return header, payload
+}
+
+// stepClient is a running node script of testdata/oidc (dpop-client.mjs,
+// mcp-client.mjs) that writes a line of JSON per step, then waits for a line on its
+// stdin before the next one.
+type stepClient struct {
+	script string
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	lines  *bufio.Scanner
+	stderr *e2etest.LockedBuffer
+	begun  bool // the client has written its first line
+}
+
+// startStepClient runs `node script args...` in testdata/oidc, for 60 s at most.
+func startStepClient(t *testing.T, script string, args ...string) *stepClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	cmd := exec.CommandContext(ctx, "node", append([]string{script}, args...)...)
+	cmd.Dir = oidcDir
+	cmd.WaitDelay = 5 * time.Second
+	c := &stepClient{script: script, cmd: cmd, stderr: &e2etest.LockedBuffer{}}
+	cmd.Stderr = c.stderr
+	var err error
+	if c.stdin, err = cmd.StdinPipe(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	c.lines = bufio.NewScanner(stdout)
+	c.lines.Buffer(make([]byte, 64<<10), 1<<20)
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s stderr:\n%s", script, c.stderr.String())
+		}
+	})
+	return c
+}
+
+// next lets the client go on (after the first line) and decodes its next line into v.
+func (c *stepClient) next(t *testing.T, v any) {
+	t.Helper()
+	if c.begun {
+		if _, err := io.WriteString(c.stdin, "\n"); err != nil {
+			t.Fatalf("%s: %v\n%s", c.script, err, c.stderr.String())
+		}
+	}
+	c.begun = true
+	if !c.lines.Scan() {
+		t.Fatalf("%s ended early (%v):\n%s", c.script, c.lines.Err(), c.stderr.String())
+	}
+	if err := json.Unmarshal(c.lines.Bytes(), v); err != nil {
+		t.Fatalf("%s wrote %q: %v", c.script, c.lines.Text(), err)
+	}
+}
+
+// finish lets the client end and checks that it exited 0.
+func (c *stepClient) finish(t *testing.T) {
+	t.Helper()
+	_, _ = io.WriteString(c.stdin, "\n")
+	c.stdin.Close()
+	if err := c.cmd.Wait(); err != nil {
+		t.Fatalf("%s: %v\n%s", c.script, err, c.stderr.String())
+	}
 }
