@@ -30,6 +30,8 @@ import { parseArgs } from 'node:util';
 
 import Provider, { errors } from 'oidc-provider';
 
+import { logRequests, renderJSONError, serve } from './serve.mjs';
+
 const { values: args } = parseArgs({
   options: {
     port: { type: 'string' },
@@ -131,18 +133,10 @@ const provider = new Provider(issuer, {
       },
     },
   },
-  renderError: async (ctx, out) => {
-    ctx.type = 'json';
-    ctx.body = out;
-  },
+  renderError: renderJSONError,
 });
 
-provider.use(async (ctx, next) => {
-  console.log(`REQ ${ctx.method} ${ctx.path} ${ctx.get('user-agent') || '-'}`);
-  await next();
-});
-provider.on('server_error', (ctx, err) => console.error(`server_error: ${err.stack}`));
-provider.on('grant.error', (ctx, err) => console.error(`grant.error: ${err.message}: ${err.error_description ?? ''}`));
+logRequests(provider);
 
 const tlsServer = createServer({
   ca: readFileSync(args.ca),
@@ -152,29 +146,4 @@ const tlsServer = createServer({
   rejectUnauthorized: false,
 }, provider.callback());
 
-const servers = [];
-let waiting = 2;
-function listening() {
-  if (--waiting === 0) {
-    console.log(`READY ${issuer}`);
-  }
-}
-for (const [server, p] of [[provider, port], [tlsServer, tlsPort]]) {
-  const s = server.listen(p, host, listening);
-  servers.push(s);
-  s.on('error', (err) => {
-    console.error(`listen ${host}:${p}: ${err.message}`);
-    process.exit(1);
-  });
-}
-
-for (const sig of ['SIGTERM', 'SIGINT']) {
-  process.on(sig, () => {
-    let open = servers.length;
-    for (const s of servers) {
-      s.close(() => { if (--open === 0) process.exit(0); });
-      s.closeAllConnections();
-    }
-    setTimeout(() => process.exit(0), 1000).unref();
-  });
-}
+serve(`READY ${issuer}`, host, [provider, port], [tlsServer, tlsPort]);

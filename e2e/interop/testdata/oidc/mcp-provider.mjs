@@ -26,6 +26,8 @@ import { randomBytes } from 'node:crypto';
 
 import Provider, { errors } from 'oidc-provider';
 
+import { logRequests, renderJSONError, serve } from './serve.mjs';
+
 const { values: args } = parseArgs({
   options: {
     port: { type: 'string' },
@@ -83,35 +85,15 @@ const provider = new Provider(issuer, {
       },
     },
   },
-  renderError: async (ctx, out) => {
-    ctx.type = 'json';
-    ctx.body = out;
-  },
+  renderError: renderJSONError,
 });
 
-provider.use(async (ctx, next) => {
-  console.log(`REQ ${ctx.method} ${ctx.path} ${ctx.get('user-agent') || '-'}`);
-  await next();
-});
+logRequests(provider);
 provider.on('grant.success', (ctx) => {
   const p = ctx.oidc.params ?? {};
   console.log(`TOKEN ${JSON.stringify({
     grant_type: p.grant_type, resource: p.resource ?? '', scope: p.scope ?? '', granted: ctx.body?.scope ?? '',
   })}`);
 });
-provider.on('grant.error', (ctx, err) => console.error(`grant.error: ${err.message}: ${err.error_description ?? ''}`));
-provider.on('server_error', (ctx, err) => console.error(`server_error: ${err.stack}`));
 
-const server = provider.listen(port, host, () => console.log(`READY ${issuer}`));
-server.on('error', (err) => {
-  console.error(`listen ${host}:${port}: ${err.message}`);
-  process.exit(1);
-});
-
-for (const sig of ['SIGTERM', 'SIGINT']) {
-  process.on(sig, () => {
-    server.close(() => process.exit(0));
-    server.closeAllConnections();
-    setTimeout(() => process.exit(0), 1000).unref();
-  });
-}
+serve(`READY ${issuer}`, host, [provider, port]);

@@ -32,6 +32,8 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 
+import { serve } from './serve.mjs';
+
 const { values: args } = parseArgs({ options: { port: { type: 'string' } } });
 if (!args.port) {
   console.error('usage: node mcp-server.mjs --port PORT');
@@ -141,16 +143,4 @@ const httpServer = createServer(async (req, res) => {
   }
 });
 
-httpServer.listen(port, host, () => console.log(`READY http://${host}:${port}`));
-httpServer.on('error', (err) => {
-  console.error(`listen ${host}:${port}: ${err.message}`);
-  process.exit(1);
-});
-
-for (const sig of ['SIGTERM', 'SIGINT']) {
-  process.on(sig, () => {
-    httpServer.close(() => process.exit(0));
-    httpServer.closeAllConnections();
-    setTimeout(() => process.exit(0), 1000).unref();
-  });
-}
+serve(`READY http://${host}:${port}`, host, [httpServer, port]);

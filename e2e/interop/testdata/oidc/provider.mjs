@@ -28,6 +28,8 @@ import { randomBytes } from 'node:crypto';
 
 import Provider, { errors } from 'oidc-provider';
 
+import { logRequests, renderJSONError, serve } from './serve.mjs';
+
 const { values: args } = parseArgs({
   options: {
     port: { type: 'string', default: process.env.PORT },
@@ -118,32 +120,10 @@ const provider = new Provider(issuer, {
       },
     },
   },
-  // Without interactions nothing here renders pages; keep the errors terse.
-  renderError: async (ctx, out) => {
-    ctx.type = 'json';
-    ctx.body = out;
-  },
+  renderError: renderJSONError,
 });
 
-provider.use(async (ctx, next) => {
-  console.log(`REQ ${ctx.method} ${ctx.path} ${ctx.get('user-agent') || '-'}`);
-  await next();
-});
+logRequests(provider);
 
-provider.on('server_error', (ctx, err) => console.error(`server_error: ${err.stack}`));
 
-const server = provider.listen(port, host, () => {
-  console.log(`READY ${issuer}`);
-});
-server.on('error', (err) => {
-  console.error(`listen ${host}:${port}: ${err.message}`);
-  process.exit(1);
-});
-
-for (const sig of ['SIGTERM', 'SIGINT']) {
-  process.on(sig, () => {
-    server.close(() => process.exit(0));
-    server.closeAllConnections();
-    setTimeout(() => process.exit(0), 1000).unref();
-  });
-}
+serve(`READY ${issuer}`, host, [provider, port]);
