@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/wellknown"
 
 	"github.com/tokengate/tokengate/internal/clip"
 )
@@ -45,7 +46,7 @@ func Discover(ctx context.Context, client *http.Client, issuer string) (endpoint
 	}
 	insecure := strings.HasPrefix(issuer, "http:")
 	var errs []error
-	for _, u := range discoveryURLs(issuer) {
+	for _, u := range wellknown.MetadataURLs(issuer) {
 		body, err := getMetadata(ctx, client, u)
 		if err != nil {
 			errs = append(errs, err)
@@ -81,18 +82,6 @@ func Discover(ctx context.Context, client *http.Client, issuer string) (endpoint
 		return *meta.Endpoint, nil
 	}
 	return "", fmt.Errorf("introspect: discovery for %q: %w", issuer, errors.Join(errs...))
-}
-
-// discoveryURLs are the metadata URLs to try for an issuer, in order (jwks's).
-func discoveryURLs(issuer string) []string {
-	urls := []string{strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"}
-	u, err := url.Parse(issuer)
-	if err != nil {
-		return urls
-	}
-	path := strings.TrimSuffix(u.EscapedPath(), "/")
-	u.Path, u.RawPath = "", ""
-	return append(urls, u.String()+"/.well-known/oauth-authorization-server"+path)
 }
 
 func getMetadata(ctx context.Context, client *http.Client, u string) ([]byte, error) {

@@ -10,10 +10,11 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/wellknown"
 
 	"github.com/tokengate/tokengate/internal/clip"
 )
@@ -144,29 +145,12 @@ func maxAge(values []string) (time.Duration, bool) {
 	return 0, false
 }
 
-// discovery returns the metadata URLs to try for an issuer, in order: OpenID Connect
-// Discovery ({issuer}/.well-known/openid-configuration), then RFC 8414, which inserts
-// the well-known segment between host and path. For an issuer without a path the two
-// RFC 8414 spellings are the same URL.
-func discoveryURLs(issuer string) []string {
-	trimmed := strings.TrimSuffix(issuer, "/")
-	urls := []string{trimmed + "/.well-known/openid-configuration"}
-	u, err := url.Parse(issuer)
-	if err != nil {
-		return urls
-	}
-	path := strings.TrimSuffix(u.EscapedPath(), "/")
-	u.Path, u.RawPath = "", ""
-	urls = append(urls, u.String()+"/.well-known/oauth-authorization-server"+path)
-	return urls
-}
-
 // discover finds the issuer's jwks_uri. A document is used only when its issuer equals
 // the configured one byte for byte (RFC 8414 §3.3, OpenID Connect Discovery §4.3); the
 // jwks_uri it names must pass the same scheme rule as the issuer.
 func discover(ctx context.Context, client *http.Client, issuer string, insecureHTTP bool, limit int64) (string, error) {
 	var errs []error
-	for _, u := range discoveryURLs(issuer) {
+	for _, u := range wellknown.MetadataURLs(issuer) {
 		r, err := get(ctx, client, u, "", limit)
 		if err != nil {
 			errs = append(errs, err)

@@ -272,20 +272,6 @@ func TestMaxAge(t *testing.T) {
 	}
 }
 
-func TestDiscoveryURLs(t *testing.T) {
-	for issuer, want := range map[string][]string{
-		"https://a.example.com":              {"https://a.example.com/.well-known/openid-configuration", "https://a.example.com/.well-known/oauth-authorization-server"},
-		"https://a.example.com/":             {"https://a.example.com/.well-known/openid-configuration", "https://a.example.com/.well-known/oauth-authorization-server"},
-		"https://a.example.com/realms/shop":  {"https://a.example.com/realms/shop/.well-known/openid-configuration", "https://a.example.com/.well-known/oauth-authorization-server/realms/shop"},
-		"https://a.example.com/tenant/v2.0/": {"https://a.example.com/tenant/v2.0/.well-known/openid-configuration", "https://a.example.com/.well-known/oauth-authorization-server/tenant/v2.0"},
-	} {
-		got := discoveryURLs(issuer)
-		if strings.Join(got, " ") != strings.Join(want, " ") {
-			t.Errorf("%s: %q, want %q", issuer, got, want)
-		}
-	}
-}
-
 func TestJitter(t *testing.T) {
 	// Up to a tenth off, never more, never added; and it does vary: a thousand draws
 	// that all fall in the top or the bottom sixth of the range would be a broken jitter
