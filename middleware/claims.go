@@ -9,8 +9,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -40,6 +42,29 @@ type Claims struct {
 	exp, iat, nbf *jwt.NumericDate
 	policy        *issuerPolicy // set by the key look-up once iss is known
 	decoded       bool
+	// mapped is Map's result (a *map[string]any), made once per Claims: the Claims of
+	// a cached token are shared, so rules decode its claims once, not per request.
+	mapped unsafe.Pointer
+}
+
+// Map returns the claims kept in Raw decoded from JSON (numbers as float64, objects
+// as map[string]any, arrays as []any), for rule languages such as CEL. It is decoded
+// once per Claims and shared: treat it as read-only. A member that does not decode
+// (none does: Raw was checked as JSON) is left out.
+func (c *Claims) Map() map[string]any {
+	if p := atomic.LoadPointer(&c.mapped); p != nil {
+		return *(*map[string]any)(p)
+	}
+	m := make(map[string]any, len(c.Raw))
+	for name, raw := range c.Raw {
+		var v any
+		if json.Unmarshal(raw, &v) == nil {
+			m[name] = v
+		}
+	}
+	// Two requests may decode at once; either result is the same, and one wins.
+	atomic.CompareAndSwapPointer(&c.mapped, nil, unsafe.Pointer(&m))
+	return *(*map[string]any)(atomic.LoadPointer(&c.mapped))
 }
 
 // HasScope reports whether the token carries scope s (exact match).
@@ -273,6 +298,7 @@ func (c *Claims) GetAudience() (jwt.ClaimStrings, error)       { return c.Audien
 // payload so that the payload itself can be freed.
 func (c *Claims) compact(keep []string) *Claims {
 	cp := *c
+	cp.mapped = nil
 	if keep == nil {
 		return &cp
 	}

@@ -3,6 +3,7 @@ package middleware
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -106,6 +107,10 @@ type Issuer struct {
 	// Introspection asks the issuer about tokens (RFC 7662): opaque ones, or its JWTs
 	// too. Off by default.
 	Introspection Introspection
+
+	// Rules must all hold for every request with this issuer's tokens, on routes
+	// that need a token (package rules compiles CEL expressions into Rules).
+	Rules []Rule
 }
 
 // Tokens says how tokens are read.
@@ -179,6 +184,21 @@ type Route struct {
 	// in the replay store until the token expires, keyed by issuer and jti, and a
 	// second use is refused (replay). A use on another route does not consume it.
 	SingleUse bool
+	// Rules must all hold, after the scopes, for a request this route matches.
+	Rules []Rule
+}
+
+// Rule is a condition a request must meet beyond its scopes, checked once the token
+// is verified and its scopes suffice: per issuer (Issuer.Rules) and per route
+// (Route.Rules). A false rule, or an error, denies the request with 403, reason
+// "rule": a rule that cannot be evaluated never lets a request through.
+type Rule interface {
+	// Name names the rule in log lines and in the check command's explanation; never
+	// in a metric label.
+	Name() string
+	// Allow reports whether the request r, sent with a token whose verified claims
+	// are c, meets the rule.
+	Allow(r *http.Request, c *Claims) (bool, error)
 }
 
 // FieldError names a configuration field that is wrong. Field is its Go path in Config
@@ -314,12 +334,32 @@ func (c Config) validate() []error {
 			}
 		}
 	}
+	for i, iss := range c.Issuers {
+		checkRules(fmt.Sprintf("Issuers[%d].Rules", i), iss.Rules, bad)
+	}
 	for i, rt := range c.Routes {
 		if rt.SingleUse && rt.Public {
 			bad(fmt.Sprintf("Routes[%d].SingleUse", i), "a public route needs no token, so there is none to use once")
 		}
+		if len(rt.Rules) > 0 && rt.Public {
+			bad(fmt.Sprintf("Routes[%d].Rules", i), "a public route needs no token, so its rules would have no claims to check")
+		}
+		checkRules(fmt.Sprintf("Routes[%d].Rules", i), rt.Rules, bad)
 	}
 	return errs
+}
+
+// checkRules refuses a nil rule and a rule without a name: a denial names its rule in
+// the log line.
+func checkRules(field string, rules []Rule, bad func(field, format string, args ...any)) {
+	for j, r := range rules {
+		switch {
+		case r == nil:
+			bad(fmt.Sprintf("%s[%d]", field, j), "is nil")
+		case r.Name() == "":
+			bad(fmt.Sprintf("%s[%d]", field, j), "has no name")
+		}
+	}
 }
 
 // quotable reports whether s can be a quoted-string parameter value without escapes:

@@ -95,6 +95,15 @@ func (g *Gate) decide(sh int, r *http.Request, m *matched, start time.Time) (Dec
 		return d, failing
 	}
 
+	if g.hasRules {
+		if failing, e, shadow := g.checkRules(r, a.claims, m, guarded, shadowAll); e != nil {
+			d := denial(e, failing.pattern)
+			d.TokenSent, d.Claims, d.Cached, d.DPoP = true, a.claims, a.cached, a.dpop
+			d.shadowed(g.cfg.Shadow || shadow)
+			return d, failing
+		}
+	}
+
 	// Last, once the request is otherwise allowed: a denied request does not use up
 	// a single-use token.
 	if once := m.singleUse(); once != nil {

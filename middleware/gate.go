@@ -63,6 +63,9 @@ type Gate struct {
 	// introspectors are the Introspectors the Gate made, and closes.
 	opaque        *issuerPolicy
 	introspectors []*Introspector
+
+	// hasRules says some issuer or route has rules (Issuer.Rules, Route.Rules).
+	hasRules bool
 }
 
 // New validates cfg, reporting every problem at once (each a *FieldError or a
@@ -142,6 +145,10 @@ func New(ctx context.Context, cfg Config, opts Options) (*Gate, error) {
 	g.noRouteCounters = &counters{route: NoRoute}
 	for _, iss := range cfg.Issuers {
 		g.tokenAge[iss.Issuer] = m.tokenAge(iss.Issuer)
+		g.hasRules = g.hasRules || len(iss.Rules) > 0
+	}
+	for _, rt := range cfg.Routes {
+		g.hasRules = g.hasRules || len(rt.Rules) > 0
 	}
 	if len(routes.routes) == 0 {
 		g.log.Warn("no routes configured: Handler denies every request (no_route); use Require on your own routes")

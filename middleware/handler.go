@@ -26,7 +26,7 @@ func (g *Gate) Handler(next http.Handler) http.Handler {
 		}
 		ensureRequestID(w, r)
 		d := g.Decide(r)
-		g.logDecision(r, d)
+		g.LogDecision(r, d)
 		if !d.Forward() {
 			g.respond(w, r, d)
 			return
@@ -82,7 +82,7 @@ func (g *Gate) require(all, anyOf []string) func(http.Handler) http.Handler {
 			}
 			d := g.decideNeed(sh, r, need, pattern, start)
 			g.metrics.count(sh, g.requireCounters.get(pattern), d.Outcome, d.Reason, time.Since(start))
-			g.logDecision(r, d)
+			g.LogDecision(r, d)
 			switch {
 			case d.Allowed():
 				if _, ok := ClaimsFrom(r.Context()); !ok {

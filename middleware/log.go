@@ -10,10 +10,11 @@ import (
 	"github.com/tokengate/tokengate/internal/clip"
 )
 
-// logDecision writes one line per denial (Info) and per allowed request (Debug), with
-// what an operator needs and nothing a client sent verbatim: never a token, and the
-// subject only as a hash.
-func (g *Gate) logDecision(r *http.Request, d Decision) {
+// LogDecision writes the log line Handler writes for d: one per denial (Info) and per
+// allowed request (Debug), with what an operator needs and nothing a client sent
+// verbatim: never a token, and the subject only as a hash. It is for code that decides
+// with Decide and answers itself (the gateway decision endpoints, gRPC interceptors).
+func (g *Gate) LogDecision(r *http.Request, d Decision) {
 	level := slog.LevelInfo
 	if d.Allowed() {
 		level = slog.LevelDebug
@@ -44,6 +45,10 @@ func (g *Gate) logDecision(r *http.Request, d Decision) {
 		if d.Claims.ClientID != "" {
 			attrs = append(attrs, slog.String("client_id", clip.String(d.Claims.ClientID, 128)))
 		}
+	}
+	if e != nil && e.Rule != "" {
+		// The rule's name goes in the log line, never in a metric label.
+		attrs = append(attrs, slog.String("rule", clip.String(e.Rule, 64)))
 	}
 	if e != nil && e.KeyID != "" {
 		attrs = append(attrs, slog.String("kid", clip.String(e.KeyID, 64)))

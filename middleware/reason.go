@@ -53,6 +53,10 @@ const (
 	// ReasonIntrospectionUnavailable: the introspection endpoint did not answer, or not
 	// as RFC 7662 says; the request is refused, never let through.
 	ReasonIntrospectionUnavailable Reason = "introspection_unavailable"
+
+	// ReasonRule: a rule (Issuer.Rules, Route.Rules) is false, or could not be
+	// evaluated. 403, body error access_denied.
+	ReasonRule Reason = "rule"
 )
 
 // reasons is every reason, in docs/metrics.md's order.
@@ -61,7 +65,7 @@ var reasons = [...]Reason{
 	ReasonIssuer, ReasonUnknownKey, ReasonSignature, ReasonExpired, ReasonNotYetValid,
 	ReasonAudience, ReasonClaims, ReasonInsufficientScope, ReasonNoRoute, ReasonKeysUnavailable,
 	ReasonDPoPProof, ReasonDPoPNonce, ReasonBinding, ReasonReplay, ReasonReplayStoreUnavailable,
-	ReasonInactive, ReasonIntrospectionUnavailable,
+	ReasonInactive, ReasonIntrospectionUnavailable, ReasonRule,
 }
 
 // Reasons returns every reason, in docs/metrics.md's order: the values the reason label
@@ -113,6 +117,10 @@ var responses = map[Reason]response{
 
 	ReasonInactive:                 {http.StatusUnauthorized, "invalid_token", "the access token is not active"},
 	ReasonIntrospectionUnavailable: {http.StatusServiceUnavailable, "", "the authorization server cannot say whether the access token is active"},
+
+	// RFC 6750 has no code for it, so the challenge names none; the body says
+	// access_denied (RFC 6749 §4.1.2.1's word for a refusal by policy).
+	ReasonRule: {http.StatusForbidden, "", "a rule of this API does not allow the request"},
 }
 
 // proofReplay answers a DPoP proof used again: reason replay, but the error is the
@@ -152,6 +160,9 @@ var (
 	ErrReplayStoreUnavailable = errors.New("replay store unavailable")
 	// ErrIntrospectionUnavailable: the introspection endpoint could not answer (503).
 	ErrIntrospectionUnavailable = errors.New("introspection unavailable")
+	// ErrRuleFailed: a rule is false or could not be evaluated (403). The *Error's
+	// Rule names it.
+	ErrRuleFailed = errors.New("a rule does not allow the request")
 )
 
 // Error is a denial: the bounded Reason, and the cause for logs and the check command.
@@ -163,6 +174,8 @@ type Error struct {
 	// Issuer and KeyID are the configured issuer and the kid the token named, when
 	// verification got that far; unverified, for logs only.
 	Issuer, KeyID string
+	// Rule names the rule that denied the request (reason rule).
+	Rule string
 	// proof says the denial is about the DPoP proof rather than the token.
 	proof bool
 }
@@ -199,6 +212,8 @@ func (e *Error) sentinel() error {
 		return ErrReplayStoreUnavailable
 	case ReasonIntrospectionUnavailable:
 		return ErrIntrospectionUnavailable
+	case ReasonRule:
+		return ErrRuleFailed
 	case ReasonOK:
 		return nil
 	}

@@ -83,6 +83,16 @@ func (g *Gate) respond(w http.ResponseWriter, r *http.Request, d Decision) {
 		h.Set("Connection", "close")
 		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 	}
+	g.WriteDenial(w, r, d)
+}
+
+// WriteDenial answers a denied Decision as Handler does: its status, the
+// WWW-Authenticate challenges (and DPoP-Nonce), Retry-After for a 503, and the
+// ErrorWriter's body. It is for code that answers on another server's behalf, such as
+// the gateway decision endpoints (package authz), whose gateway passes the answer on
+// to the client. Call it only for a Decision that does not Forward.
+func (g *Gate) WriteDenial(w http.ResponseWriter, r *http.Request, d Decision) {
+	h := w.Header()
 	g.setChallenges(h, d)
 	if d.Status == http.StatusServiceUnavailable {
 		h.Set("Retry-After", "5")
@@ -96,7 +106,10 @@ func (g *Gate) respond(w http.ResponseWriter, r *http.Request, d Decision) {
 func WriteError(w http.ResponseWriter, _ *http.Request, d Decision) {
 	resp := responseOf(d)
 	code := resp.code
-	if code == "" {
+	switch {
+	case d.Reason == ReasonRule:
+		code = "access_denied"
+	case code == "":
 		code = string(d.Reason)
 	}
 	h := w.Header()

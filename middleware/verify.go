@@ -28,6 +28,9 @@ type issuerPolicy struct {
 	// its JWTs too; nil when off.
 	introspector *Introspector
 	always       bool
+	// rules are Issuer.Rules: every request with this issuer's token on a route that
+	// needs one must meet them.
+	rules []Rule
 
 	maxLifetime time.Duration
 	now         func() time.Time
@@ -55,7 +58,7 @@ func newVerifier(cfg Config, keys KeySource, now func() time.Time) *verifier {
 		p := &issuerPolicy{
 			issuer: iss.Issuer, audiences: withResource(iss.Audiences, cfg.Resource.Identifier), audienceClaims: iss.AudienceClaims,
 			atJWT: iss.TokenType == "at+jwt", scopeClaim: iss.ScopeClaim, dpop: cmp.Or(iss.DPoP, DPoPOff),
-			maxLifetime: cfg.Tokens.MaxLifetime, now: now,
+			maxLifetime: cfg.Tokens.MaxLifetime, now: now, rules: iss.Rules,
 		}
 		algs := iss.Algorithms
 		if algs == nil {
