@@ -56,7 +56,10 @@
 // Every denial carries WWW-Authenticate with the realm; error and error_description
 // (fixed texts, never the token) when a token was sent; a small JSON body; the
 // request's X-Request-Id. 503 with Retry-After when an issuer's keys were never loaded.
-// A denied request's body is never read: over HTTP/1 its connection is closed. The reasons and their statuses are
+// A denied request's body is never read: over HTTP/1 its connection is closed. A gRPC
+// call (Content-Type application/grpc…) is answered the gRPC way instead: HTTP 200, the
+// same challenge, grpc-status 16, 7, 14 or 3 and a grpc-message (docs/grpc.md; the
+// interceptors for Go gRPC servers are in package grpcgate). The reasons and their statuses are
 // in docs/metrics.md's table and in Reasons.
 //
 // # Metrics

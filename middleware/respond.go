@@ -3,6 +3,8 @@ package middleware
 import (
 	"net/http"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/rpcwire"
 )
 
 // challenge builds the WWW-Authenticate value of a denial (RFC 6750 §3), in the one
@@ -83,6 +85,10 @@ func (g *Gate) respond(w http.ResponseWriter, r *http.Request, d Decision) {
 		h.Set("Connection", "close")
 		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 	}
+	if rpcwire.IsRequest(r) {
+		g.writeGRPCDenial(w, r, d) // grpc.go: grpc-status, not a JSON body
+		return
+	}
 	g.WriteDenial(w, r, d)
 }
 
@@ -92,11 +98,7 @@ func (g *Gate) respond(w http.ResponseWriter, r *http.Request, d Decision) {
 // the gateway decision endpoints (package authz), whose gateway passes the answer on
 // to the client. Call it only for a Decision that does not Forward.
 func (g *Gate) WriteDenial(w http.ResponseWriter, r *http.Request, d Decision) {
-	h := w.Header()
-	g.setChallenges(h, d)
-	if d.Status == http.StatusServiceUnavailable {
-		h.Set("Retry-After", "5")
-	}
+	g.setDenialHeader(w.Header(), d)
 	g.writeErr(w, r, d)
 }
 

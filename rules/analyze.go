@@ -15,6 +15,7 @@ type usage struct {
 	claims       []string       // claims read by a constant name: claims.tid, claims["tid"], "tid" in claims
 	allClaims    bool           // claims read otherwise
 	request      fields         // the request's fields it reads
+	requestAt    place          // where it first reads request (when request is not 0)
 	ranges       map[int64]bool // the expressions comprehensions iterate over
 	dynSelects   uint64         // the longest chain of selections on dyn values: claims.a.b.c is 2
 	upperHeaders []place        // request.headers["X-Tenant"]: a name that can never be there
@@ -51,6 +52,10 @@ func analyze(checked *cel.Ast) usage {
 				u.allClaims = true
 			}
 		case "request":
+			if u.request == 0 {
+				loc := a.SourceInfo().GetStartLocation(id.ID())
+				u.requestAt = place{name: "request", line: loc.Line(), col: loc.Column() + 1}
+			}
 			// A comprehension variable of the same name makes this over-cautious,
 			// never wrong.
 			if p, ok := id.Parent(); ok && p.Kind() == ast.SelectKind && fieldNames[p.AsSelect().FieldName()] != 0 {

@@ -146,10 +146,17 @@ var (
 	errNoClaims  = errors.New("no claims")
 )
 
+// noRequest stands for the nil request of an expression that does not read request
+// (one compiled ClaimsOnly): it is never read.
+var noRequest = &http.Request{}
+
 // eval evaluates the expression, within the cost limit.
 func (p *compiled) eval(req *http.Request, c *middleware.Claims) (ref.Val, error) {
 	if req == nil {
-		return nil, fmt.Errorf("rules: %s: %w", p.name, errNoRequest)
+		if !p.claimsOnly {
+			return nil, fmt.Errorf("rules: %s: %w", p.name, errNoRequest)
+		}
+		req = noRequest
 	}
 	if c == nil {
 		return nil, fmt.Errorf("rules: %s: %w", p.name, errNoClaims)

@@ -68,5 +68,6 @@
 //
 // CompileValue compiles an expression of type string, such as claims.groups.join(","),
 // for values computed from the claims and the request, such as a header for the
-// upstream.
+// upstream. With ClaimsOnly, an expression that reads request is refused at load,
+// and the value is computed from the claims alone (Eval with a nil request).
 package rules

@@ -117,6 +117,7 @@ type settings struct {
 	costLimit    uint64
 	claimsBytes  uint64
 	requestBytes uint64
+	claimsOnly   bool
 }
 
 // WithCostLimit bounds the cost of one evaluation of one expression. An expression is
@@ -156,6 +157,14 @@ func WithRequestBytes(n int) Option {
 			s.requestBytes = uint64(n)
 		}
 	}
+}
+
+// ClaimsOnly refuses, at load, an expression that reads request (ErrType, placed at
+// where it does): for a value computed from the token alone, such as an identity
+// header that must not depend on what the client sent. Such an expression is
+// evaluated with a nil request as well as with one.
+func ClaimsOnly() Option {
+	return func(s *settings) { s.claimsOnly = true }
 }
 
 func newSettings(opts []Option) settings {
@@ -198,6 +207,7 @@ type compiled struct {
 
 	claimsBytes, requestBytes uint64 // the sizes the load-time estimate assumed
 	limit                     uint64 // the cost limit
+	claimsOnly                bool   // it reads no request (ClaimsOnly): a nil one will do
 	// measureClaims and measureRequest say what an evaluation must measure to know
 	// that the estimate holds (plan).
 	measureClaims, measureRequest bool
@@ -239,11 +249,19 @@ func compile(index int, spec Spec, want *types.Type, s settings) (*compiled, []e
 		errs = append(errs, &Error{Index: index, Name: spec.Name, Field: "expr", Line: h.line, Column: h.col,
 			Err: fmt.Errorf("%w: request.headers has lower-case names: %q is never there; write %q", ErrType, h.name, lower(h.name))})
 	}
+	if s.claimsOnly && u.request != 0 {
+		line, col := u.requestAt.line, u.requestAt.col
+		if line <= 0 {
+			line, col = 0, 0
+		}
+		errs = append(errs, &Error{Index: index, Name: spec.Name, Field: "expr", Line: line, Column: col,
+			Err: fmt.Errorf("%w: request cannot be read here: the expression may read only claims", ErrType)})
+	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
 	p := &compiled{name: spec.Name, expr: spec.Expr, checked: checked, use: u,
-		claimsBytes: s.claimsBytes, requestBytes: s.requestBytes, limit: s.costLimit}
+		claimsBytes: s.claimsBytes, requestBytes: s.requestBytes, limit: s.costLimit, claimsOnly: s.claimsOnly}
 	cost, err := p.estimate(s.claimsBytes, s.requestBytes)
 	if err != nil {
 		return nil, fail("expr", fmt.Errorf("%w: its cost cannot be estimated: %w", ErrCostLimit, err))

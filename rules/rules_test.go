@@ -773,3 +773,44 @@ func TestValue(t *testing.T) {
 		t.Errorf("Claims, Name, Expr = %q %v %q %q", names, all, v.Name(), v.Expr())
 	}
 }
+
+func TestValueClaimsOnly(t *testing.T) {
+	for _, tc := range []struct {
+		expr      string
+		line, col int
+	}{
+		{`request.method`, 1, 1},
+		{`claims.tid + "/" + request.headers["x-tenant"]`, 1, 20},
+		{"string(claims.tid) +\n  request.host", 2, 3},
+		{`claims.groups.filter(g, g == request.path).join(",")`, 1, 30},
+	} {
+		_, err := rules.CompileValue(rules.Spec{Name: "X-Auth-Tenant", Expr: tc.expr}, rules.ClaimsOnly())
+		var re *rules.Error
+		if !errors.Is(err, rules.ErrType) || !errors.As(err, &re) || re.Field != "expr" || re.Line != tc.line || re.Column != tc.col ||
+			!strings.Contains(re.Error(), "may read only claims") {
+			t.Errorf("%s: %#v; want a type error at %d:%d", tc.expr, re, tc.line, tc.col)
+		}
+	}
+	// The same expressions are fine without the option.
+	if _, err := rules.CompileValue(rules.Spec{Name: "X-Method", Expr: `request.method`}); err != nil {
+		t.Fatal(err)
+	}
+	// A claims-only value needs no request.
+	v, err := rules.CompileValue(rules.Spec{Name: "X-Auth-Groups", Expr: `claims.groups.join(",")`}, rules.ClaimsOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*http.Request{nil, request("GET", "/")} {
+		if got, err := v.Eval(r, claimsOf(t, alice)); got != "admins,team-orders" || err != nil {
+			t.Errorf("Eval(%v) = %q, %v", r != nil, got, err)
+		}
+	}
+	// Any other value still fails closed without one.
+	v, err = rules.CompileValue(rules.Spec{Name: "X-Auth-Groups", Expr: `claims.groups.join(",")`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := v.Eval(nil, claimsOf(t, alice)); err == nil {
+		t.Errorf("Eval(nil) without ClaimsOnly = %q, nil", got)
+	}
+}

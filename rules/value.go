@@ -60,7 +60,8 @@ func (v *Value) Claims() (names []string, all bool) {
 // Eval computes the value. It fails, like a rule, on a missing claim or one of
 // another type, and on the cost limit; and when the result cannot be sent in an
 // HTTP header (a control character other than tab): the caller then leaves the
-// header out rather than send a part of it.
+// header out rather than send a part of it. r may be nil for a value compiled
+// ClaimsOnly.
 func (v *Value) Eval(r *http.Request, c *middleware.Claims) (string, error) {
 	out, err := v.c.eval(r, c)
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -23,7 +22,6 @@ import (
 
 	"github.com/tokengate/tokengate/dpop/dpoptest"
 	"github.com/tokengate/tokengate/jwks/jwkstest"
-	"github.com/tokengate/tokengate/sidecar"
 )
 
 // boundConfig is baseConfig with DPoP allowed and a single-use route.
@@ -213,45 +211,3 @@ func TestCertificateBoundOverTLS(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// TestSenderConstraintProblems: each mistake is named by its key.
-func TestSenderConstraintProblems(t *testing.T) {
-	dir := t.TempDir()
-	secret := filepath.Join(dir, "secret")
-	if err := os.WriteFile(secret, []byte("short\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	const base = "upstream: http://127.0.0.1:1\nissuers: [{issuer: https://as.example.com, audiences: [a]%s}]\nroutes: [{match: /}]\n"
-	for _, tc := range []struct {
-		issuer, extra, key string
-	}{
-		{", dpop: sometimes", "externalURL: https://a.example.com\n", "issuers[0].dpop"},
-		{", dpop: allowed", "", "externalURL"},
-		{", dpop: allowed", "externalURL: https://a.example.com\ntokens: {dpop: {nonces: true, nonceSecretFile: " + secret + "}}\n", "tokens.dpop.nonceSecretFile"},
-		{"", "tokens: {dpop: {nonceSecretFile: " + secret + "}}\n", "tokens.dpop.nonceSecretFile"},
-		{", dpop: allowed", "externalURL: https://a.example.com\ntokens: {dpop: {algorithms: [HS256]}}\n", "tokens.dpop.algorithms"},
-		{"", "tokens: {clientCertificate: {from: header}}\n", "tokens.clientCertificateHeader"},
-		{"", "tokens: {clientCertificateHeader: X-Forwarded-Client-Cert}\n", "tokens.clientCertificateHeader"},
-		{"", "tokens: {clientCertificate: {from: somewhere}}\n", "tokens.clientCertificate.from"},
-		{"", "tls: {cert: /nonexistent}\n", "tls"},
-		{"", "tls: {cert: " + secret + ", key: " + secret + "}\n", "tls.cert"},
-		{"", "replay: {store: redis}\n", "replay.redis.addrs"},
-		{"", "replay: {store: redis, redis: {addrs: [redis]}}\n", "replay.redis.addrs[0]"},
-		{"", "replay: {store: redis, redis: {addrs: ['redis:6379'], passwordFile: /nonexistent}}\n", "replay.redis.passwordFile"},
-		{"", "replay: {store: redis, redis: {addrs: ['redis:6379'], timeout: 1m}}\n", "replay.redis.timeout"},
-		{"", "replay: {store: disk}\n", "replay.store"},
-		{"", "replay: {redis: {addrs: ['redis:6379']}}\n", "replay.redis"},
-	} {
-		t.Run(tc.key, func(t *testing.T) {
-			cfg := strings.Replace(base, "%s", tc.issuer, 1) + tc.extra
-			_, err := sidecar.Load("t.yaml", []byte(cfg), sidecar.ForProxy, sidecar.Overrides{})
-			var p *sidecar.Problem
-			if !errors.As(err, &p) || p.Key != tc.key {
-				t.Errorf("%q: error %v, want one naming %s", cfg, err, tc.key)
-			}
-			if err != nil && strings.Contains(err.Error(), "short") {
-				t.Errorf("the secret's content is in the error: %v", err)
-			}
-		})
-	}
-}

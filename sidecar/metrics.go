@@ -7,17 +7,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/tokengate/tokengate/internal/promreg"
+	"github.com/tokengate/tokengate/policy"
 )
 
 // sidecarMetrics are the metrics of the sidecar around the middleware's: reloads,
 // upstream answers, the build.
 type sidecarMetrics struct {
-	reloads  *prometheus.CounterVec
+	reloads  *policy.ReloadMetrics
 	upstream func(code string)
-	// reloadOK is 1 while the running configuration is the file's content, 0 while
-	// the file holds a configuration that was refused: the state an alert can watch
-	// for as long as it lasts, which a count of refusals cannot say.
-	reloadOK prometheus.Gauge
 }
 
 // NewRegistry returns a registry with the Go and process collectors, tokengate's
@@ -36,10 +33,7 @@ func NewRegistry(version string) *prometheus.Registry {
 }
 
 func newSidecarMetrics(reg prometheus.Registerer) (*sidecarMetrics, error) {
-	reloads, err := promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tokengate_config_reloads_total",
-		Help: "Configuration reloads, by result (success, error).",
-	}, []string{"result"}))
+	reloads, err := policy.NewReloadMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
@@ -54,16 +48,5 @@ func newSidecarMetrics(reg prometheus.Registerer) (*sidecarMetrics, error) {
 	for _, c := range []string{"1xx", "2xx", "3xx", "4xx", "5xx", "error"} {
 		byCode[c] = upstream.WithLabelValues(c)
 	}
-	for _, r := range []string{"success", "error"} {
-		reloads.WithLabelValues(r)
-	}
-	reloadOK, err := promreg.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "tokengate_config_last_reload_successful",
-		Help: "1 while the running configuration is the configuration file's content; 0 while the file holds a configuration that was refused.",
-	}))
-	if err != nil {
-		return nil, err
-	}
-	reloadOK.Set(1)
-	return &sidecarMetrics{reloads: reloads, upstream: func(code string) { byCode[code].Inc() }, reloadOK: reloadOK}, nil
+	return &sidecarMetrics{reloads: reloads, upstream: func(code string) { byCode[code].Inc() }}, nil
 }

@@ -15,7 +15,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/headername"
+	"github.com/tokengate/tokengate/internal/rpcwire"
 	"github.com/tokengate/tokengate/middleware"
+	"github.com/tokengate/tokengate/policy"
 )
 
 // upstreamDialTimeout bounds connecting to the upstream. The response-header timeout
@@ -45,21 +48,21 @@ func newTransport(headerTimeout time.Duration) *http.Transport {
 type proxy struct {
 	rp         *httputil.ReverseProxy
 	upstream   *url.URL
-	id         *identity
+	id         *policy.Identity
 	strip      map[string]bool // normalized names of forward.stripHeaders
 	removeAuth bool
 	cookie     string // token cookie, removed with the token
 	query      string // token query parameter, or "" for none configured
-	limits     Limits
+	limits     policy.Limits
 	tunnels    *tunnels
 	log        *slog.Logger
 	metrics    *sidecarMetrics
 }
 
-func newProxy(l *Loaded, transport http.RoundTripper, tuns *tunnels, log *slog.Logger, m *sidecarMetrics) *proxy {
+func newProxy(l *policy.Loaded, transport http.RoundTripper, tuns *tunnels, log *slog.Logger, m *sidecarMetrics) *proxy {
 	p := &proxy{
 		upstream:   l.Upstream,
-		id:         newIdentity(l.Forward.Claims),
+		id:         l.Identity(),
 		strip:      map[string]bool{},
 		removeAuth: l.Forward.RemoveAuthorization,
 		cookie:     l.Gate.Tokens.Cookie,
@@ -70,7 +73,7 @@ func newProxy(l *Loaded, transport http.RoundTripper, tuns *tunnels, log *slog.L
 		metrics:    m,
 	}
 	for _, h := range l.Forward.StripHeaders {
-		p.strip[normalize(h)] = true
+		p.strip[headername.Key(h)] = true
 	}
 	p.rp = &httputil.ReverseProxy{
 		BufferPool:     copyBuffers,
@@ -80,14 +83,31 @@ func newProxy(l *Loaded, transport http.RoundTripper, tuns *tunnels, log *slog.L
 		ErrorHandler:   p.errorHandler,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if l.Upstream.Scheme == schemeH2C {
+		// h2c.go: HTTP/2 with prior knowledge to an http URL. FlushInterval stays 0:
+		// ReverseProxy flushes every write of a response of unknown length (every
+		// gRPC response with messages) by itself, whereas -1 would also flush the
+		// header of a Trailers-Only response (a gRPC error, END_STREAM on its
+		// HEADERS, ContentLength 0) before the handler ends, from a timer that races
+		// the end of the response: the client would get a header, then an empty end
+		// of stream, and no grpc-status ("server closed the stream without sending
+		// trailers").
+		p.upstream = h2cURL(l.Upstream)
+	}
 	return p
 }
 
 // ServeHTTP forwards a request that the Gate let through. Its body, if it has one, may
 // pause for at most limits.bodyIdle between reads; a WebSocket handshake that the Gate
 // allowed becomes a tunnel with an idle limit.
+//
+// A gRPC call's body is exempt from bodyIdle: it is a stream of messages that may
+// pause for as long as the call lives (a client stream that sends when it has
+// something to say), and the call is bounded by its deadline (grpc-timeout, enforced
+// by the upstream) and by its client, whose cancellation or lost connection ends it
+// upstream too (docs/grpc.md).
 func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 && p.limits.BodyIdle > 0 {
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 && p.limits.BodyIdle > 0 && !rpcwire.IsRequest(r) {
 		b := &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: p.limits.BodyIdle}
 		r = r.WithContext(context.WithValue(r.Context(), idleKey{}, b))
 		r.Body = b
@@ -131,16 +151,16 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetXForwarded()
 	pr.Out.Header.Del("Forwarded")
 	for name := range pr.Out.Header {
-		if p.strip[normalize(name)] {
+		if p.strip[headername.Key(name)] {
 			delete(pr.Out.Header, name)
 		}
 	}
 
-	p.id.stripInbound(pr.Out.Header)
+	p.id.StripInbound(pr.Out.Header)
 	d, _ := middleware.DecisionFrom(pr.In.Context())
 	verified := d.Allowed() && d.Claims != nil
 	if verified {
-		p.id.set(pr.Out.Header, d.Claims)
+		p.id.Set(pr.Out.Header, d.Claims)
 	}
 	dropToken := p.removeAuth || !verified && d.Outcome != middleware.DecisionShadowDenied
 	if dropToken {
@@ -241,6 +261,12 @@ func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	p.log.Warn("upstream request failed", "method", r.Method, "status", status, "error", err)
 	if status == 499 {
+		return
+	}
+	if rpcwire.IsRequest(r) {
+		// A gRPC client reads the status from grpc-status: UNAVAILABLE, which it
+		// may retry.
+		rpcwire.WriteStatus(w, r, rpcwire.CodeForStatus(status), "the API behind tokengate did not answer")
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

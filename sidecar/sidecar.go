@@ -22,6 +22,7 @@ import (
 	"github.com/tokengate/tokengate/internal/certfile"
 	"github.com/tokengate/tokengate/jwks"
 	"github.com/tokengate/tokengate/middleware"
+	"github.com/tokengate/tokengate/policy"
 	"github.com/tokengate/tokengate/replay"
 	"github.com/tokengate/tokengate/replay/redisstore"
 )
@@ -30,7 +31,7 @@ import (
 // checks that its help says so).
 const (
 	// DefaultReloadEvery is how often the configuration file is checked for changes.
-	DefaultReloadEvery = 2 * time.Second
+	DefaultReloadEvery = policy.DefaultReloadEvery
 	// DefaultDrainTimeout bounds the drain at shutdown: under Kubernetes' default
 	// termination grace period of 30 s, so that requests in flight finish before the
 	// kubelet kills the container.
@@ -59,7 +60,7 @@ type Options struct {
 	// ConfigPath is the configuration file to watch and reload; "" turns reloading off.
 	ConfigPath string
 	// Overrides are applied to every reloaded file, as to the first.
-	Overrides Overrides
+	Overrides policy.Overrides
 	// ReloadEvery is how often the configuration file is checked for changes.
 	// Default DefaultReloadEvery.
 	ReloadEvery time.Duration
@@ -88,7 +89,7 @@ type Sidecar struct {
 	reg      *prometheus.Registry
 	metrics  *sidecarMetrics
 	keys     *jwks.Metrics
-	first    *Loaded
+	first    *policy.Loaded
 	draining atomic.Bool
 	state    atomic.Pointer[state]
 
@@ -96,6 +97,8 @@ type Sidecar struct {
 	// reload keeps its idle connections; up adds WebSocket handshakes to it.
 	tr *http.Transport
 	up *upgradeTransport
+	// h2c is the pool of an h2c upstream (gRPC), for the life of the sidecar too.
+	h2c *h2cTransport
 	// tuns are the open WebSocket tunnels, closed when the sidecar stops.
 	tuns *tunnels
 
@@ -115,12 +118,11 @@ type Sidecar struct {
 
 // state is one loaded configuration: what serves requests until the next reload.
 type state struct {
-	loaded        *Loaded
+	loaded        *policy.Loaded
 	gate          *middleware.Gate
 	handler       http.Handler
 	sets          []*jwks.Set
 	introspectors []string // keys of Sidecar.introspectors
-	sum           [32]byte
 }
 
 type sharedIntrospector struct {
@@ -136,7 +138,7 @@ type keySet struct {
 }
 
 // New prepares a sidecar for a validated configuration. Nothing starts before Run.
-func New(l *Loaded, opts Options) (*Sidecar, error) {
+func New(l *policy.Loaded, opts Options) (*Sidecar, error) {
 	if l.Upstream == nil {
 		return nil, errors.New("sidecar: the configuration has no upstream")
 	}
@@ -166,10 +168,10 @@ func New(l *Loaded, opts Options) (*Sidecar, error) {
 	tr := newTransport(opts.UpstreamTimeout)
 	up := &upgradeTransport{base: tr, dialer: &net.Dialer{Timeout: upstreamDialTimeout, KeepAlive: 30 * time.Second}, headerTimeout: opts.UpstreamTimeout}
 	s := &Sidecar{opts: opts, log: opts.Logger, reg: opts.Registry, metrics: m, keys: keys, first: l,
-		tr: tr, up: up, tuns: newTunnels(), sets: map[string]*keySet{}, introspectors: map[string]*sharedIntrospector{},
+		tr: tr, up: up, h2c: newH2CTransport(opts.UpstreamTimeout, up), tuns: newTunnels(), sets: map[string]*keySet{}, introspectors: map[string]*sharedIntrospector{},
 		store: opts.Replay}
 	if s.store == nil {
-		if s.store, s.closeStore, err = newStore(l.Replay); err != nil {
+		if s.store, s.closeStore, err = NewReplayStore(l.Replay); err != nil {
 			return nil, err
 		}
 	}
@@ -181,34 +183,21 @@ func New(l *Loaded, opts Options) (*Sidecar, error) {
 // unexpired records a new use is refused (503), never let through.
 const MemoryStoreEntries = 100_000
 
-// newStore makes the replay store of a configuration: in memory, or a Redis client
+// NewReplayStore makes the replay store of a configuration: in memory, or a Redis client
 // (which connects on first use, so that the sidecar starts while Redis is down).
-func newStore(r Replay) (replay.Store, func() error, error) {
-	if r.Store != StoreRedis {
+func NewReplayStore(r policy.Replay) (replay.Store, func() error, error) {
+	if r.Store != policy.StoreRedis {
 		return replay.NewMemory(MemoryStoreEntries, nil), func() error { return nil }, nil
 	}
 	cfg := redisstore.Config{Addrs: r.Redis.Addrs, MasterName: r.Redis.MasterName, Timeout: r.Redis.Timeout}
-	for _, f := range []struct {
-		file string
-		into *string
-	}{{r.Redis.UsernameFile, &cfg.Username}, {r.Redis.PasswordFile, &cfg.Password}} {
-		if f.file == "" {
-			continue
-		}
-		b, err := readSecret(f.file)
-		if err != nil {
-			return nil, nil, fmt.Errorf("sidecar: replay.redis: %w", err)
-		}
-		*f.into = string(b)
+	var err error
+	if cfg.Username, cfg.Password, err = r.Redis.Credentials(); err != nil {
+		return nil, nil, fmt.Errorf("sidecar: replay.redis: %w", err)
 	}
 	if r.Redis.TLS || r.Redis.CAFile != "" {
 		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
-		if r.Redis.CAFile != "" {
-			pool, err := loadCAs(r.Redis.CAFile)
-			if err != nil {
-				return nil, nil, fmt.Errorf("sidecar: replay.redis.caFile: %w", err)
-			}
-			cfg.TLS.RootCAs = pool
+		if cfg.TLS.RootCAs, err = r.Redis.RootCAs(); err != nil {
+			return nil, nil, fmt.Errorf("sidecar: replay.redis.caFile: %w", err)
 		}
 	}
 	store, err := redisstore.New(cfg)
@@ -230,7 +219,7 @@ func (s *Sidecar) trafficTLS() (*tls.Config, error) {
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}
 	if t.ClientCA != "" {
-		pool, err := loadCAs(t.ClientCA)
+		pool, err := t.ClientCAs()
 		if err != nil {
 			return nil, fmt.Errorf("tls.clientCA: %w", err)
 		}
@@ -250,14 +239,15 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	defer stopKeys()
 	defer s.closeAll()
 
-	st, err := s.build(keyCtx, s.first, [32]byte{})
+	st, err := s.build(keyCtx, s.first)
 	if err != nil {
 		return err
 	}
 	s.state.Store(st)
+	var seen [sha256.Size]byte // the content running, for the file watch
 	if s.opts.ConfigPath != "" {
 		if data, err := os.ReadFile(s.opts.ConfigPath); err == nil {
-			st.sum = sha256.Sum256(data)
+			seen = sha256.Sum256(data)
 		}
 	}
 
@@ -305,7 +295,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	wg.Go(func() { errs <- serve(adminSrv, admin) })
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	if s.opts.ConfigPath != "" {
-		wg.Go(func() { s.watch(watchCtx, keyCtx) })
+		wg.Go(func() { s.watch(watchCtx, keyCtx, seen) })
 	}
 	s.log.Info("tokengate sidecar serving", "listen", ln.Addr().String(), "tls", tlsCfg != nil, "admin", admin.Addr().String(),
 		"upstream", s.first.Upstream.String(), "mode", modeOf(s.first), "replay_store", storeName(s.store))
@@ -328,6 +318,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	s.tuns.closeAll()
 	wg.Wait()
 	s.tr.CloseIdleConnections()
+	s.h2c.CloseIdleConnections()
 	if s.closeStore != nil {
 		if err := s.closeStore(); err != nil {
 			s.log.Warn("closing the replay store", "error", err)
@@ -361,11 +352,11 @@ func (s *Sidecar) listen(given net.Listener, addr, key string) (net.Listener, er
 	return ln, nil
 }
 
-func modeOf(l *Loaded) string {
+func modeOf(l *policy.Loaded) string {
 	if l.Gate.Shadow {
-		return ModeShadow
+		return policy.ModeShadow
 	}
-	return ModeEnforce
+	return policy.ModeEnforce
 }
 
 func (s *Sidecar) serveTraffic(w http.ResponseWriter, r *http.Request) {
@@ -375,7 +366,7 @@ func (s *Sidecar) serveTraffic(w http.ResponseWriter, r *http.Request) {
 // build makes the state of a configuration: key sets (shared with the running
 // configuration where the issuer and its key settings are the same), the Gate and the
 // proxy.
-func (s *Sidecar) build(keyCtx context.Context, l *Loaded, sum [32]byte) (*state, error) {
+func (s *Sidecar) build(keyCtx context.Context, l *policy.Loaded) (*state, error) {
 	var sets []*jwks.Set
 	for _, iss := range l.Gate.Issuers {
 		set, err := s.acquire(keyCtx, iss.Config)
@@ -395,13 +386,17 @@ func (s *Sidecar) build(keyCtx context.Context, l *Loaded, sum [32]byte) (*state
 		s.release(sets)
 		return nil, err
 	}
-	p := newProxy(l, s.up, s.tuns, s.log, s.metrics)
+	var transport http.RoundTripper = s.up
+	if l.Upstream.Scheme == schemeH2C {
+		transport = s.h2c
+	}
+	p := newProxy(l, transport, s.tuns, s.log, s.metrics)
 	gate, err := middleware.New(keyCtx, l.Gate, middleware.Options{
 		Introspectors: ins,
 		Registerer:    s.reg,
 		KeySource:     group,
 		Logger:        s.log,
-		ClaimsChecks:  []func(*middleware.Claims) error{p.id.check},
+		ClaimsChecks:  []func(*middleware.Claims) error{p.id.Check},
 		RequestChecks: []func(*http.Request) error{forwardable},
 		Replay:        s.store,
 	})
@@ -410,7 +405,7 @@ func (s *Sidecar) build(keyCtx context.Context, l *Loaded, sum [32]byte) (*state
 		s.releaseIntrospectors(keys)
 		return nil, err
 	}
-	return &state{loaded: l, gate: gate, handler: gate.Handler(p), sets: sets, introspectors: keys, sum: sum}, nil
+	return &state{loaded: l, gate: gate, handler: gate.Handler(p), sets: sets, introspectors: keys}, nil
 }
 
 // acquireIntrospectors returns the Introspectors of the issuers with introspection on,

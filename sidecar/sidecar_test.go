@@ -22,6 +22,7 @@ import (
 	"github.com/tokengate/tokengate/internal/e2etest"
 	"github.com/tokengate/tokengate/internal/upstreamtest"
 	"github.com/tokengate/tokengate/jwks/jwkstest"
+	"github.com/tokengate/tokengate/policy"
 	"github.com/tokengate/tokengate/sidecar"
 )
 
@@ -85,7 +86,7 @@ func startWith(t testing.TB, template, extra string, opts ...func(*sidecar.Optio
 	h.writeConfig(t, extra)
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	loaded, err := sidecar.LoadFile(h.cfgPath, sidecar.ForProxy, sidecar.Overrides{})
+	loaded, err := policy.LoadFile(h.cfgPath, policy.ForProxy, policy.Overrides{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,9 @@
 // Prometheus' own PromQL parser, and the properties docs/kubernetes.md describes. It
 // also keeps the chart in step with what it documents and runs: README.md's table of
 // values is generated from values.yaml (readme_test.go), and the defaults values.yaml
-// passes to `tokengate inject` are the injector's own (defaults_test.go).
+// passes to `tokengate inject` are the injector's own (defaults_test.go). authz_test.go
+// checks the authz mode (`tokengate authz` for gateways), and examples_test.go every
+// file under examples/, the gateway examples against what the chart renders.
 package chart_test
 
 import (
@@ -54,10 +56,11 @@ var valueSets = map[string][]string{
 		"sidecar.redisSecret=replay-redis"},
 }
 
-// object is a rendered object: its kind and its JSON.
+// object is a rendered object: its kind, name, component (its
+// app.kubernetes.io/component label: injector, authz, or none) and its JSON.
 type object struct {
-	kind, name string
-	json       []byte
+	kind, name, component string
+	json                  []byte
 }
 
 func render(t *testing.T, set []string) []object {
@@ -66,6 +69,12 @@ func render(t *testing.T, set []string) []object {
 	if err != nil {
 		t.Fatalf("helm template: %v", err)
 	}
+	return objects(t, out)
+}
+
+// objects splits a rendered manifest into its objects.
+func objects(t *testing.T, out string) []object {
+	t.Helper()
 	var objs []object
 	for _, doc := range strings.Split(out, "\n---") {
 		j, err := yaml.YAMLToJSON([]byte(doc))
@@ -78,11 +87,12 @@ func render(t *testing.T, set []string) []object {
 		var meta struct {
 			Kind     string `json:"kind"`
 			Metadata struct {
-				Name string `json:"name"`
+				Name   string            `json:"name"`
+				Labels map[string]string `json:"labels"`
 			} `json:"metadata"`
 		}
 		_ = json.Unmarshal(j, &meta)
-		objs = append(objs, object{meta.Kind, meta.Metadata.Name, j})
+		objs = append(objs, object{meta.Kind, meta.Metadata.Name, meta.Metadata.Labels["app.kubernetes.io/component"], j})
 	}
 	return objs
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/prometheus/util/annotations"
 
 	"github.com/tokengate/tokengate/jwks/jwkstest"
+	"github.com/tokengate/tokengate/policy"
 	"github.com/tokengate/tokengate/sidecar"
 	"github.com/tokengate/tokengate/sidecar/inject"
 )
@@ -401,7 +402,7 @@ routes:
 `, as.Issuer, secret)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l, err := sidecar.LoadFile(cfg, sidecar.ForProxy, sidecar.Overrides{})
+	l, err := policy.LoadFile(cfg, policy.ForProxy, policy.Overrides{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/middleware"
-	"github.com/tokengate/tokengate/sidecar"
+	"github.com/tokengate/tokengate/policy"
 )
 
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -27,6 +27,8 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	path := fs.String("path", "/", "the request's path (and query)")
 	host := fs.String("host", "", "the request's Host, for routes with a host")
 	wait := fs.Duration("wait", 10*time.Second, "how long to wait for the issuers' keys")
+	var headers headerFlag
+	fs.Var(&headers, "header", "a request header \"Name: value\", for rules that read request.headers (repeatable)")
 	if code, exit := parseOrExitArgs(fs, args, stderr, 1); exit {
 		return code
 	}
@@ -52,7 +54,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		token = strings.TrimSpace(t)
 	}
 
-	loaded, err := sidecar.LoadFile(*config, sidecar.ForCheck, sidecar.Overrides{})
+	loaded, err := policy.LoadFile(*config, policy.ForCheck, policy.Overrides{})
 	if err != nil {
 		fmt.Fprintf(stderr, "tokengate check: the configuration is not valid:\n%s\n", indent(err.Error()))
 		return exitUsage
@@ -71,6 +73,9 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	req := httptest.NewRequest(*method, *path, nil)
 	if *host != "" {
 		req.Host = *host
+	}
+	for _, h := range headers {
+		req.Header.Add(h[0], h[1])
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -94,7 +99,7 @@ func cutFold(s, prefix string) (string, bool) {
 }
 
 // explain prints a decision in words a person can act on. It never prints the token.
-func explain(w io.Writer, l *sidecar.Loaded, gate *middleware.Gate, d middleware.Decision, token string, now time.Time) {
+func explain(w io.Writer, l *policy.Loaded, gate *middleware.Gate, d middleware.Decision, token string, now time.Time) {
 	outcome := d.Outcome.String()
 	if d.Outcome == middleware.DecisionShadowDenied {
 		outcome = "denied (shadow mode would forward it anyway)"
@@ -169,6 +174,8 @@ func explain(w io.Writer, l *sidecar.Loaded, gate *middleware.Gate, d middleware
 		}
 	case middleware.ReasonSignature:
 		why = fmt.Sprintf("the signature does not verify with key %s of %s: the token was altered, or signed by another key", jsonText(hdr["kid"]), jsonText(claims["iss"]))
+	case middleware.ReasonRule:
+		why = explainRule(l, d)
 	case middleware.ReasonKeysUnavailable:
 		if set, ok := gate.KeySets().Set(stringClaim(claims, "iss")); ok {
 			why = fmt.Sprintf("the keys of %s could not be loaded: %v", set.Issuer(), set.Status().LastError)
@@ -268,14 +275,14 @@ func absDuration(d time.Duration) time.Duration {
 	return d
 }
 
-func leeway(l *sidecar.Loaded) time.Duration {
+func leeway(l *policy.Loaded) time.Duration {
 	if l.File.Tokens.Leeway != nil {
 		return *l.File.Tokens.Leeway
 	}
 	return middleware.DefaultLeeway
 }
 
-func audiences(l *sidecar.Loaded, issuer string) string {
+func audiences(l *policy.Loaded, issuer string) string {
 	for _, iss := range l.Gate.Issuers {
 		if iss.Issuer == issuer {
 			return "[" + strings.Join(iss.Audiences, " ") + "]"
@@ -288,7 +295,7 @@ func audiences(l *sidecar.Loaded, issuer string) string {
 	return "[" + strings.Join(all, " ") + "]"
 }
 
-func findRoute(l *sidecar.Loaded, pattern string) *middleware.Route {
+func findRoute(l *policy.Loaded, pattern string) *middleware.Route {
 	for i, r := range l.Gate.Routes {
 		if strings.Join(strings.Fields(r.Match), " ") == pattern {
 			return &l.Gate.Routes[i]
@@ -312,4 +319,56 @@ func routeNeeds(r middleware.Route) string {
 		parts = append(parts, "one of "+strings.Join(r.AnyScopes, ", "))
 	}
 	return "needs " + strings.Join(parts, ", and ")
+}
+
+// headerFlag collects --header "Name: value" flags.
+type headerFlag [][2]string
+
+func (h *headerFlag) String() string { return "" }
+
+func (h *headerFlag) Set(v string) error {
+	name, value, ok := strings.Cut(v, ":")
+	name = strings.TrimSpace(name)
+	if !ok || name == "" || strings.ContainsAny(name, " \t") {
+		return fmt.Errorf("%q is not \"Name: value\"", v)
+	}
+	*h = append(*h, [2]string{name, strings.TrimSpace(value)})
+	return nil
+}
+
+// explainRule says which rule denied the request, where the file has it, its
+// expression, and whether it was false or could not be evaluated (and why).
+func explainRule(l *policy.Loaded, d middleware.Decision) string {
+	var e *middleware.Error
+	if !errors.As(d.Err, &e) {
+		return ""
+	}
+	where, expr := "", ""
+	find := func(key string, list []policy.Rule) {
+		for j, r := range list {
+			if where == "" && r.Name == e.Rule {
+				where, expr = fmt.Sprintf("%s[%d]", key, j), r.Expr
+			}
+		}
+	}
+	for i, r := range l.File.Routes {
+		if strings.Join(strings.Fields(r.Match), " ") == d.Route {
+			find(fmt.Sprintf("routes[%d].rules", i), r.Rules)
+		}
+	}
+	if d.Claims != nil {
+		for i, iss := range l.File.Issuers {
+			if iss.Issuer == d.Claims.Issuer {
+				find(fmt.Sprintf("issuers[%d].rules", i), iss.Rules)
+			}
+		}
+	}
+	verdict := "is false"
+	if e.Err != nil && !strings.HasSuffix(e.Err.Error(), " is false") {
+		verdict = "could not be evaluated, which denies (fail closed): " + strings.TrimPrefix(e.Err.Error(), fmt.Sprintf("rule %q could not be evaluated: ", e.Rule))
+	}
+	if where == "" {
+		return fmt.Sprintf("rule %q %s", e.Rule, verdict)
+	}
+	return fmt.Sprintf("rule %q (%s) %s: %s", e.Rule, where, verdict, expr)
 }

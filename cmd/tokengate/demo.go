@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/jwks/jwkstest"
+	"github.com/tokengate/tokengate/policy"
 	"github.com/tokengate/tokengate/sidecar"
 )
 
@@ -84,7 +85,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	cfgText := fmt.Sprintf(demoConfig, api.URL, as.Issuer, demoAudience)
-	loaded, err := sidecar.Load("demo.yaml", []byte(cfgText), sidecar.ForProxy, sidecar.Overrides{Listen: ln.Addr().String(), Admin: adminLn.Addr().String()})
+	loaded, err := policy.Load("demo.yaml", []byte(cfgText), policy.ForProxy, policy.Overrides{Listen: ln.Addr().String(), Admin: adminLn.Addr().String()})
 	if err != nil {
 		fmt.Fprintf(stderr, "tokengate demo: %v\n", err)
 		return exitFail

@@ -56,6 +56,10 @@ func TestCheckCommand(t *testing.T) {
 routes:
   - match: "GET /orders/{id}"
     scopes: [orders:read]
+  - match: "POST /payments"
+    rules:
+      - {name: own-account, expr: 'request.headers["x-account"] == claims.sub'}
+      - {name: tier, expr: 'claims.tier == "gold"'}
   - match: "/"
 `, as.Issuer, e2eAudience)), 0o600)
 
@@ -94,7 +98,14 @@ routes:
 		{"a reading of the path", "", []string{"--path", "/ORDERS/1", as.MustMint(jwkstest.Claims{"scope": "profile"})}, 1,
 			[]string{"route:    GET /orders/{id} (needs orders:read)", "as the upstream may read it counts: upstreamPaths strict"}},
 		{"no route", "", []string{"--path", "/orders;x/1", ok}, 1, []string{"reason:   no_route", "why:      the path holds ';'"}},
+		{"rules hold", "", []string{"--method", "POST", "--path", "/payments", "--header", "X-Account: alice", as.MustMint(jwkstest.Claims{"sub": "alice", "tier": "gold"})}, 0,
+			[]string{"decision: allowed"}},
+		{"a false rule", "", []string{"--method", "POST", "--path", "/payments", "--header", "X-Account: bob", ok}, 1,
+			[]string{"reason:   rule", `why:      rule "own-account" (routes[1].rules[0]) is false: request.headers["x-account"] == claims.sub`}},
+		{"a rule that cannot be evaluated", "", []string{"--method", "POST", "--path", "/payments", "--header", "X-Account: alice", ok}, 1,
+			[]string{"reason:   rule", `why:      rule "tier" (routes[1].rules[1]) could not be evaluated, which denies (fail closed): `, "no such key: tier"}},
 		{"usage", "", []string{"--path", "orders"}, 2, []string{"--path \"orders\" must start with /"}},
+		{"a bad header flag", "", []string{"--header", "no colon", ok}, 2, []string{`"no colon" is not "Name: value"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out := run(tc.stdin, tc.args...)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/tokengate/tokengate/middleware"
@@ -49,4 +50,17 @@ func keyProblems(ctx context.Context, gate *middleware.Gate, timeout time.Durati
 		}
 	}
 	return out
+}
+
+// configWorks starts a Gate of cfg long enough to load every issuer's keys, for
+// --check-config: a file can be valid and still not work (an issuer with a trailing
+// slash that its discovery document does not have, a JWKS that cannot be fetched).
+// It returns what does not work; err when no Gate can be made of cfg.
+func configWorks(ctx context.Context, cfg middleware.Config) ([]string, error) {
+	gate, err := middleware.New(ctx, cfg, middleware.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	defer gate.Close()
+	return keyProblems(ctx, gate, 15*time.Second), nil
 }

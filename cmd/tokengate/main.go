@@ -27,6 +27,7 @@ type command struct {
 // commands is the table of subcommands, in the order the usage lists them.
 var commands = []command{
 	{"sidecar", "the reverse proxy in front of an API: forwards only authorized requests (the main job)", runSidecar},
+	{"authz", "the decision service for gateways: nginx auth_request, Traefik forwardAuth, Envoy/Istio ext_authz", runAuthz},
 	{"demo", "run tokengate end to end on loopback and show an allowed, an expired, a wrong-scope and a missing token", runDemo},
 	{"check", "explain the decision for one token and request with a configuration file (exit 0 allowed, 1 denied)", runCheck},
 	{"inject", "the Kubernetes admission webhook that adds the sidecar to labelled pods", runInject},

@@ -7,9 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"time"
 
-	"github.com/tokengate/tokengate/middleware"
+	"github.com/tokengate/tokengate/policy"
 	"github.com/tokengate/tokengate/sidecar"
 	"github.com/tokengate/tokengate/sidecar/inject"
 )
@@ -53,7 +52,7 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 func runSidecar(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("sidecar", "The reverse proxy: forwards only authorized requests to the upstream API, serves\n/metrics, /healthz and /readyz on the admin address, and reloads the configuration file\nwhen it changes. SIGTERM and SIGINT drain requests in flight, then exit 0.", stderr)
 	config := fs.String("config", "", "the configuration file (required)")
-	var o sidecar.Overrides
+	var o policy.Overrides
 	fs.StringVar(&o.Listen, "listen", "", "override the file's listen address")
 	fs.StringVar(&o.Admin, "admin", "", "override the file's admin address")
 	fs.StringVar(&o.Upstream, "upstream", "", "override the file's upstream URL")
@@ -76,7 +75,7 @@ func runSidecar(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "tokengate sidecar: %v\n", err)
 		return exitUsage
 	}
-	loaded, err := sidecar.LoadFile(*config, sidecar.ForProxy, o)
+	loaded, err := policy.LoadFile(*config, policy.ForProxy, o)
 	if err != nil {
 		fmt.Fprintf(stderr, "tokengate sidecar: the configuration is not valid:\n%s\n", indent(err.Error()))
 		return exitUsage
@@ -86,13 +85,11 @@ func runSidecar(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			// A file can be valid and still not work: an issuer with a trailing slash
 			// that its discovery document does not have, a JWKS that cannot be
 			// fetched. The sidecar would log it; --check-config says it.
-			gate, err := middleware.New(ctx, loaded.Gate, middleware.Options{Logger: slog.New(slog.DiscardHandler)})
+			problems, err := configWorks(ctx, loaded.Gate)
 			if err != nil {
 				fmt.Fprintf(stderr, "tokengate sidecar: %v\n", err)
 				return exitUsage
 			}
-			problems := keyProblems(ctx, gate, 15*time.Second)
-			gate.Close()
 			if len(problems) > 0 {
 				fmt.Fprintf(stderr, "tokengate sidecar: the configuration is valid, but it does not work:\n%s\n(--offline checks the file alone)\n", indent(strings.Join(problems, "\n")))
 				return exitUsage

@@ -153,7 +153,7 @@ func Image(p Platform, binary []byte, m Meta) (v1.Image, error) {
 			User:       User,
 			Env:        []string{"PATH=/usr/bin"},
 			WorkingDir: "/",
-			// The sidecar's default listen and admin ports (sidecar.DefaultListen,
+			// The sidecar's default listen and admin ports (policy.DefaultListen,
 			// DefaultAdmin), the chart's tokengate and tokengate-admin ports.
 			ExposedPorts: map[string]struct{}{"8000/tcp": {}, "9090/tcp": {}},
 			Labels:       m.Labels(),

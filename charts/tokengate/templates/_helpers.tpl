@@ -94,3 +94,33 @@ true
 {{- define "tokengate.injectorSelfSigned" -}}
 {{- printf "%s-selfsigned" (include "tokengate.injector" .) -}}
 {{- end -}}
+
+{{/* The decision service for gateways (authz.enabled): `tokengate authz`. */}}
+{{- define "tokengate.authz" -}}
+{{- printf "%s-authz" (include "tokengate.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "tokengate.authzSelector" -}}
+app.kubernetes.io/name: {{ include "tokengate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: authz
+{{- end -}}
+
+{{/* The ConfigMap holding the decision service's configuration file. */}}
+{{- define "tokengate.authzConfigMap" -}}
+{{- .Values.authz.existingConfigMap | default (include "tokengate.authz" .) -}}
+{{- end -}}
+
+{{/*
+authzConfig is the decision service's configuration file: authz.config, with the
+addresses the chart's ports say (authz.listen and admin), which the schema keeps the
+values from setting themselves.
+*/}}
+{{- define "tokengate.authzConfig" -}}
+{{- $cfg := deepCopy .Values.authz.config -}}
+{{- $authz := get $cfg "authz" | default dict -}}
+{{- $_ := set $authz "listen" (printf ":%d" (int .Values.authz.port)) -}}
+{{- $_ = set $cfg "authz" $authz -}}
+{{- $_ = set $cfg "admin" (printf ":%d" (int .Values.authz.adminPort)) -}}
+{{- toYaml $cfg -}}
+{{- end -}}

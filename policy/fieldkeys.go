@@ -1,4 +1,4 @@
-package sidecar
+package policy
 
 import (
 	"reflect"
@@ -30,7 +30,7 @@ var renamed = map[string]string{
 
 // yamlKey translates a Go path of middleware.Config into the file's key, such as
 // "Issuers[0].JWKSURI" into "issuers[0].jwksURI". ok is false for a path that is not
-// a field of the file (one the sidecar sets itself).
+// a field of the file (one Load sets itself).
 func yamlKey(goPath string) (key string, ok bool) {
 	if k, ok := renamed[stripIndices(goPath)]; ok {
 		// The indices of goPath, in order, fill the [] of the key.

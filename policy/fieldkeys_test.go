@@ -1,4 +1,4 @@
-package sidecar
+package policy
 
 import (
 	"reflect"
@@ -8,7 +8,7 @@ import (
 	"github.com/tokengate/tokengate/middleware"
 )
 
-// notInFile are the fields of middleware.Config that the sidecar sets itself: no
+// notInFile are the fields of middleware.Config that Load sets itself: no
 // library problem can name them for a file's user.
 var notInFile = map[string]string{
 	"Issuers[0].HTTPTimeout":      "jwks.DefaultHTTPTimeout",
@@ -44,7 +44,7 @@ func goPaths(t reflect.Type, prefix string) []string {
 }
 
 // Every field a library problem can name has a key in the file, or is one the
-// sidecar sets itself; the translation of each is a key Load knows.
+// loader sets itself; the translation of each is a key Load knows.
 func TestEveryGoFieldHasAKey(t *testing.T) {
 	paths := goPaths(reflect.TypeOf(middleware.Config{}), "")
 	if len(paths) < 30 {

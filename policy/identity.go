@@ -1,4 +1,4 @@
-package sidecar
+package policy
 
 import (
 	"bytes"
@@ -8,20 +8,20 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/tokengate/tokengate/internal/headername"
 	"github.com/tokengate/tokengate/middleware"
+	"github.com/tokengate/tokengate/rules"
 )
+
+// MaxValueBytes bounds a forward.values header: a longer value is not sent.
+const MaxValueBytes = 8 << 10
 
 // IdentityPrefix is stripped from every request in any spelling, whatever forward.claims
 // says, so that a header an upstream trusts can only come from tokengate.
 const IdentityPrefix = "x-auth-"
 
-// normalize is how a header name is compared: lower case, '_' as '-'. Some servers
-// (CGI and WSGI gateways, nginx with underscores_in_headers) turn X_Auth_Subject into the
-// same variable as X-Auth-Subject, so a client could otherwise smuggle one past a
-// deletion of the other (oauth2-proxy CVE-2025-64484, docs/standards.md X40).
-func normalize(name string) string {
-	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
-}
+// normalize is how a header name is compared: lower case, '_' as '-' (headername.Key).
+func normalize(name string) string { return headername.Key(name) }
 
 // reservedHeader reports whether a claim may not be forwarded under this name: headers
 // that the proxy or HTTP itself manages.
@@ -36,10 +36,14 @@ func reservedHeader(name string) bool {
 	return false
 }
 
-// identity turns verified claims into the headers an upstream trusts, and removes the
-// same headers, in every spelling, from what a client sent.
-type identity struct {
+// Identity turns verified claims into the headers an upstream trusts (forward.claims
+// and forward.values), and removes the same headers, in every spelling, from what a
+// client sent. The sidecar forwards them with an allowed request; a gateway's decision
+// service answers with them. Build it with Loaded.Identity; it is safe for concurrent
+// use, and never changes once built.
+type Identity struct {
 	claims []claimHeader   // in claim order
+	values []valueHeader   // in the file's order
 	strip  map[string]bool // normalized names to remove from client requests
 }
 
@@ -47,8 +51,22 @@ type claimHeader struct {
 	claim, header string
 }
 
-func newIdentity(claims map[string]string) *identity {
-	id := &identity{strip: map[string]bool{}}
+// valueHeader is a forward.values header: its canonical name and its compiled
+// expression (rules.ClaimsOnly).
+type valueHeader struct {
+	header string
+	value  *rules.Value
+}
+
+// Identity returns the identity headers of this configuration (forward.claims and
+// forward.values), made once per Loaded.
+func (l *Loaded) Identity() *Identity {
+	l.identityOnce.Do(func() { l.identity = newIdentity(l.Forward.Claims, l.values...) })
+	return l.identity
+}
+
+func newIdentity(claims map[string]string, values ...valueHeader) *Identity {
+	id := &Identity{strip: map[string]bool{}}
 	names := make([]string, 0, len(claims))
 	for c := range claims {
 		names = append(names, c)
@@ -59,13 +77,32 @@ func newIdentity(claims map[string]string) *identity {
 		id.claims = append(id.claims, claimHeader{claim: c, header: h})
 		id.strip[normalize(h)] = true
 	}
+	id.values = append(id.values, values...)
+	for _, v := range values {
+		id.strip[normalize(v.header)] = true
+	}
 	return id
 }
 
-// stripInbound deletes every header a client might use to pose as an identity: the
-// configured claim headers and everything under IdentityPrefix, in every case and
-// with '_' for '-'.
-func (id *identity) stripInbound(h http.Header) {
+// Headers returns the names of the headers Set may write, canonical: those of
+// forward.claims in the order of their claims' names, then those of forward.values in
+// the file's order. The slice is the caller's own.
+func (id *Identity) Headers() []string {
+	names := make([]string, 0, len(id.claims)+len(id.values))
+	for _, ch := range id.claims {
+		names = append(names, ch.header)
+	}
+	for _, v := range id.values {
+		names = append(names, v.header)
+	}
+	return names
+}
+
+// StripInbound deletes every header a client might use to pose as an identity: the
+// configured claim and value headers and everything under IdentityPrefix, in every
+// case and with '_' for '-'. The sidecar does it to every request, public routes and
+// shadow mode included, before it sets any.
+func (id *Identity) StripInbound(h http.Header) {
 	for name := range h {
 		n := normalize(name)
 		if id.strip[n] || strings.HasPrefix(n, IdentityPrefix) {
@@ -74,20 +111,33 @@ func (id *identity) stripInbound(h http.Header) {
 	}
 }
 
-// set writes the claim headers of an allowed request. A claim the token lacks sets no
-// header.
-func (id *identity) set(h http.Header, c *middleware.Claims) {
+// Set writes the claim and value headers of an allowed request, from its verified
+// claims. A claim the token lacks sets no header. How claims are written:
+// docs/configuration.md, "What the upstream receives". A value that cannot be computed
+// (a claim it reads is missing or of another type, the cost limit), or that could not
+// be sent whole (a control character, more than MaxValueBytes), sets no header either:
+// it never denies the request, and what a client sent under that name is stripped
+// anyway.
+func (id *Identity) Set(h http.Header, c *middleware.Claims) {
 	for _, ch := range id.claims {
 		if v, ok := claimValue(c, ch.claim); ok {
 			h[ch.header] = []string{v}
 		}
 	}
+	for _, vh := range id.values {
+		// nil: a value reads claims only (rules.ClaimsOnly); Eval refuses control
+		// characters.
+		if v, err := vh.value.Eval(nil, c); err == nil && len(v) <= MaxValueBytes {
+			h[vh.header] = []string{v}
+		}
+	}
 }
 
-// check refuses claims that cannot be forwarded safely: a configured claim whose value
+// Check refuses claims that cannot be forwarded safely: a configured claim whose value
 // has control characters (a header injection, or a value an upstream would cut short).
-// It runs once per token, before the token is cached (middleware.WithClaimsCheck).
-func (id *identity) check(c *middleware.Claims) error {
+// Give it to the Gate (middleware.Options.ClaimsChecks), so that it runs once per
+// token, before the token is cached, and such a token is denied with reason claims.
+func (id *Identity) Check(c *middleware.Claims) error {
 	for _, ch := range id.claims {
 		items, _, ok := claimItems(c, ch.claim)
 		if !ok {

@@ -1,4 +1,4 @@
-package sidecar_test
+package policy_test
 
 import (
 	"errors"
@@ -7,12 +7,12 @@ import (
 	"testing"
 
 	"github.com/tokengate/tokengate/internal/joined"
-	"github.com/tokengate/tokengate/sidecar"
+	"github.com/tokengate/tokengate/policy"
 )
 
 // FuzzConfigFile feeds the configuration loader arbitrary bytes. What must hold: it
 // never panics; it returns a configuration or an error, never both or neither; a
-// configuration loads the same way twice; every problem is a *sidecar.Problem that
+// configuration loads the same way twice; every problem is a *policy.Problem that
 // names the file; and no problem echoes more than a bounded part of the input (a
 // configuration may come from a ConfigMap that a log pipeline ships elsewhere).
 func FuzzConfigFile(f *testing.F) {
@@ -54,21 +54,21 @@ forward:
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		l, err := sidecar.Load("tokengate.yaml", data, sidecar.ForProxy, sidecar.Overrides{})
+		l, err := policy.Load("tokengate.yaml", data, policy.ForProxy, policy.Overrides{})
 		if (l == nil) == (err == nil) {
 			t.Fatalf("configuration %v and error %v", l != nil, err)
 		}
 		if err == nil {
-			again, err := sidecar.Load("tokengate.yaml", data, sidecar.ForProxy, sidecar.Overrides{})
+			again, err := policy.Load("tokengate.yaml", data, policy.ForProxy, policy.Overrides{})
 			if err != nil || !reflect.DeepEqual(l.File, again.File) {
 				t.Fatalf("loaded twice, differently: %v", err)
 			}
 			return
 		}
 		for _, e := range joined.Flatten(err) {
-			var p *sidecar.Problem
+			var p *policy.Problem
 			if !errors.As(e, &p) {
-				t.Fatalf("a problem that is not a *sidecar.Problem: %T %v", e, e)
+				t.Fatalf("a problem that is not a *policy.Problem: %T %v", e, e)
 			}
 			if p.Path != "tokengate.yaml" {
 				t.Fatalf("a problem that does not name the file: %v", e)

@@ -1,4 +1,4 @@
-package sidecar_test
+package policy_test
 
 import (
 	"os"
@@ -13,7 +13,7 @@ import (
 
 	"github.com/tokengate/tokengate/jwks"
 	"github.com/tokengate/tokengate/middleware"
-	"github.com/tokengate/tokengate/sidecar"
+	"github.com/tokengate/tokengate/policy"
 )
 
 // keysOf lists the keys of the configuration format, from the struct tags: the format
@@ -57,7 +57,7 @@ func TestConfigurationDocIsComplete(t *testing.T) {
 		documented[m[1]] = strings.TrimSpace(m[2])
 	}
 	var keys []string
-	keysOf(reflect.TypeOf(sidecar.Config{}), "", &keys)
+	keysOf(reflect.TypeOf(policy.Config{}), "", &keys)
 	for _, k := range keys {
 		if _, ok := documented[k]; !ok {
 			t.Errorf("docs/configuration.md does not document %s", k)
@@ -73,14 +73,14 @@ func TestConfigurationDocIsComplete(t *testing.T) {
 	// The defaults the documentation states are the ones the code applies.
 	algs := jwks.DefaultAlgorithms()
 	var claims []string
-	for c, h := range sidecar.DefaultClaimHeaders() {
+	for c, h := range policy.DefaultClaimHeaders() {
 		claims = append(claims, c+": "+h)
 	}
 	sort.Strings(claims)
 	for key, want := range map[string]string{
-		"listen":                            "`" + sidecar.DefaultListen + "`",
-		"admin":                             "`" + sidecar.DefaultAdmin + "`",
-		"mode":                              "`" + sidecar.ModeEnforce + "`",
+		"listen":                            "`" + policy.DefaultListen + "`",
+		"admin":                             "`" + policy.DefaultAdmin + "`",
+		"mode":                              "`" + policy.ModeEnforce + "`",
 		"issuers[].algorithms":              "`" + strings.Join(algs, " ") + "`",
 		"issuers[].refresh.min":             "`" + short(jwks.DefaultRefreshMin) + "`",
 		"issuers[].refresh.max":             "`" + short(jwks.DefaultRefreshMax) + "`",
@@ -89,11 +89,11 @@ func TestConfigurationDocIsComplete(t *testing.T) {
 		"tokens.leeway":                     "`" + short(middleware.DefaultLeeway) + "`",
 		"tokens.maxBytes":                   "`" + itoa(middleware.DefaultMaxBytes) + "`",
 		"tokens.cache.entries":              "`" + itoa(middleware.DefaultCacheEntries) + "`",
-		"tokens.cache.bytes":                "`" + sidecar.ByteSize(middleware.DefaultCacheBytes).String() + "`",
+		"tokens.cache.bytes":                "`" + policy.ByteSize(middleware.DefaultCacheBytes).String() + "`",
 		"upstreamPaths":                     "`" + string(middleware.PathsStrict) + "`",
-		"limits.bodyIdle":                   "`" + short(sidecar.DefaultBodyIdle) + "`",
-		"limits.tunnelIdle":                 "`" + short(sidecar.DefaultTunnelIdle) + "`",
-		"forward.stripHeaders":              "`" + strings.Join(sidecar.DefaultStripHeaders(), " ") + "`",
+		"limits.bodyIdle":                   "`" + short(policy.DefaultBodyIdle) + "`",
+		"limits.tunnelIdle":                 "`" + short(policy.DefaultTunnelIdle) + "`",
+		"forward.stripHeaders":              "`" + strings.Join(policy.DefaultStripHeaders(), " ") + "`",
 		"forward.claims":                    "`{" + strings.Join(sortedBy(claims, []string{"sub", "client_id", "scope"}), ", ") + "}`",
 	} {
 		if got := documented[key]; got != want {

@@ -1,4 +1,4 @@
-package sidecar
+package policy
 
 import (
 	"bytes"
@@ -29,6 +29,7 @@ import (
 	"github.com/tokengate/tokengate/internal/joined"
 	"github.com/tokengate/tokengate/jwks"
 	"github.com/tokengate/tokengate/middleware"
+	"github.com/tokengate/tokengate/rules"
 )
 
 // Defaults of the configuration file (docs/configuration.md).
@@ -46,7 +47,7 @@ const (
 // Load applies the defaults and validates it. Field order and tags are the file's.
 type Config struct {
 	Listen   string `yaml:"listen"`   // where clients connect [":8000"]
-	Upstream string `yaml:"upstream"` // the protected API (required for sidecar)
+	Upstream string `yaml:"upstream"` // the protected API: http, https or h2c (required for sidecar)
 	Admin    string `yaml:"admin"`    // /metrics /healthz /readyz [":9090"]
 	Mode     string `yaml:"mode"`     // enforce | shadow [enforce]
 	Realm    string `yaml:"realm"`    // WWW-Authenticate realm [the upstream host]
@@ -66,6 +67,14 @@ type Config struct {
 	Replay      Replay `yaml:"replay"` // the store of single uses [memory]
 	// Resource publishes RFC 9728 protected-resource metadata [off].
 	Resource Resource `yaml:"resource"`
+	// Authz is the decision service for gateways, `tokengate authz` [off].
+	Authz Authz `yaml:"authz"`
+}
+
+// Authz is the decision service for gateways (nginx auth_request, Traefik forwardAuth,
+// Envoy ext_authz): `tokengate authz` answers on Listen whether a request may pass.
+type Authz struct {
+	Listen string `yaml:"listen"` // host:port the gateways ask (required for authz) [off]
 }
 
 // Resource is the API as its clients (MCP clients among them) discover it.
@@ -127,6 +136,14 @@ type Issuer struct {
 	DPoP           string   `yaml:"dpop"`         // DPoP-bound tokens: off | allowed | required [off]
 	// Introspection asks the issuer about tokens (RFC 7662) [off].
 	Introspection Introspection `yaml:"introspection"`
+	// Rules must all hold for this issuer's tokens on every route that needs one [none].
+	Rules []Rule `yaml:"rules"`
+}
+
+// Rule is a CEL expression over claims and request that must be true (docs/rules.md).
+type Rule struct {
+	Name string `yaml:"name"` // in the log line of a denial, never in a metric label (required)
+	Expr string `yaml:"expr"` // of type bool, checked at load (required)
 }
 
 // Introspection is an issuer's introspection endpoint and what goes to it.
@@ -211,6 +228,7 @@ type Route struct {
 	Shadow    bool     `yaml:"shadow"`    // this route only: forward denials anyway
 	WebSocket bool     `yaml:"websocket"` // let WebSocket handshakes through [false]
 	SingleUse bool     `yaml:"singleUse"` // each token's jti once [false]
+	Rules     []Rule   `yaml:"rules"`     // must all hold, after the scopes [none]
 }
 
 // Forward says what the upstream receives with an allowed request.
@@ -218,6 +236,8 @@ type Forward struct {
 	// Claims maps a claim to the header that carries its value to the upstream.
 	// [sub: X-Auth-Subject, client_id: X-Auth-Client-Id, scope: X-Auth-Scopes]
 	Claims map[string]string `yaml:"claims"`
+	// Values are headers computed from the claims by CEL expressions [none].
+	Values []ForwardValue `yaml:"values"`
 	// RemoveAuthorization drops the token before the upstream [false]. A token that
 	// tokengate did not verify (on a public route) is dropped whatever this says.
 	RemoveAuthorization bool `yaml:"removeAuthorization"`
@@ -225,6 +245,15 @@ type Forward struct {
 	// frameworks act on them: method overrides, URL rewrites, client addresses.
 	// [DefaultStripHeaders(); [] for none]
 	StripHeaders []string `yaml:"stripHeaders"`
+}
+
+// ForwardValue is a header whose value a CEL expression computes from the verified
+// claims (docs/rules.md, "Headers from claims"), such as a list claim joined:
+//
+//	values: [{header: X-Auth-Groups, expr: 'claims.groups.join(",")'}]
+type ForwardValue struct {
+	Header string `yaml:"header"` // the header's name, as forward.claims' (required)
+	Expr   string `yaml:"expr"`   // of type string, over claims only, checked at load (required)
 }
 
 // DefaultStripHeaders returns the headers a client may not send to the upstream when
@@ -267,6 +296,13 @@ type Loaded struct {
 	TLS *TLS
 	// Replay is the replay store's configuration, with defaults applied.
 	Replay Replay
+	// AuthzListen is where the decision service for gateways listens (authz.listen),
+	// "" when the file does not say.
+	AuthzListen string
+
+	values       []valueHeader // forward.values, compiled
+	identityOnce sync.Once
+	identity     *Identity
 }
 
 // Problem is one thing wrong with a configuration file: the key, as the file spells it
@@ -306,6 +342,8 @@ func echo(s string) string {
 // --admin and --upstream. Empty fields change nothing.
 type Overrides struct {
 	Listen, Admin, Upstream string
+	// AuthzListen overrides authz.listen (tokengate authz --listen).
+	AuthzListen string
 }
 
 func (o Overrides) apply(c *Config) {
@@ -318,9 +356,12 @@ func (o Overrides) apply(c *Config) {
 	if o.Upstream != "" {
 		c.Upstream = o.Upstream
 	}
+	if o.AuthzListen != "" {
+		c.Authz.Listen = o.AuthzListen
+	}
 }
 
-// Purpose says what a configuration is loaded for.
+// Purpose says what a configuration is loaded for: what each needs of the file differs.
 type Purpose uint8
 
 const (
@@ -328,6 +369,12 @@ const (
 	ForProxy Purpose = iota
 	// ForCheck loads one the check command decides with: upstream may be missing.
 	ForCheck
+	// ForAuthz loads one the decision service for gateways (`tokengate authz`) runs:
+	// authz.listen is required, upstream may be missing (the gateway forwards).
+	ForAuthz
+	// ForService loads one a Go service decides with (Watch): upstream may be missing,
+	// and listen, admin and forward are the service's own business.
+	ForService
 )
 
 // LoadFile reads and validates a configuration file. Every problem comes back at once,
@@ -357,7 +404,7 @@ func readCapped(f io.Reader, limit int64) ([]byte, error) {
 }
 
 // Load validates the bytes of a configuration file named path (for messages), for the
-// purpose p (ForProxy requires upstream).
+// purpose p (ForProxy requires upstream, ForAuthz authz.listen).
 func Load(path string, data []byte, p Purpose, o Overrides) (*Loaded, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -557,7 +604,7 @@ func yamlProblem(path string, err error) error {
 
 var (
 	yamlTag = regexp.MustCompile(`!!([a-z]+)`)
-	goType  = regexp.MustCompile(`(\[\]|map\[string\])?\*?(sidecar|middleware|jwks)\.[A-Za-z]+`)
+	goType  = regexp.MustCompile(`(\[\]|map\[string\])?\*?(policy|middleware|jwks)\.[A-Za-z]+`)
 )
 
 // locate gives a validation error from the middleware or jwks its key and line.
@@ -633,10 +680,21 @@ func (c Config) resolve(p Purpose) (*Loaded, []error) {
 		bad("upstream", "is required: the URL of the protected API, for example http://127.0.0.1:8080")
 	case c.Upstream != "":
 		u, err := url.Parse(c.Upstream)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-			bad("upstream", "%q is not an http(s) URL with a host and nothing else (no credentials, query or fragment)", c.Upstream)
+		if err != nil || !upstreamSchemes[u.Scheme] || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			bad("upstream", "%q is not an http, https or h2c URL with a host and nothing else (no credentials, query or fragment)", c.Upstream)
 		} else {
 			l.Upstream = u
+		}
+	}
+	l.AuthzListen = c.Authz.Listen
+	switch {
+	case l.AuthzListen == "" && p == ForAuthz:
+		bad("authz.listen", "is required for tokengate authz: the host:port gateways ask, for example \"127.0.0.1:9191\"")
+	case l.AuthzListen != "":
+		if _, port, err := net.SplitHostPort(l.AuthzListen); err != nil || port == "" {
+			bad("authz.listen", "%q is not host:port (for example \"127.0.0.1:9191\")", l.AuthzListen)
+		} else if l.AuthzListen == l.Admin {
+			bad("authz.listen", "is the same address as admin")
 		}
 	}
 	l.Limits = c.Limits
@@ -685,7 +743,7 @@ func (c Config) resolve(p Purpose) (*Loaded, []error) {
 	if l.Forward.Claims == nil {
 		l.Forward.Claims = DefaultClaimHeaders()
 	}
-	seen := map[string]string{}
+	seen := map[string]string{} // a header, normalized: what carries it, as a problem says
 	for _, claim := range sortedKeys(l.Forward.Claims) {
 		h := l.Forward.Claims[claim]
 		key := "forward.claims." + claim
@@ -697,9 +755,9 @@ func (c Config) resolve(p Purpose) (*Loaded, []error) {
 		case reservedHeader(h):
 			bad(key, "%q is a header the proxy manages; use an X-... name", h)
 		case seen[normalize(h)] != "":
-			bad(key, "header %q is also used for claim %q", h, seen[normalize(h)])
+			bad(key, "header %q is also used for %s", h, seen[normalize(h)])
 		}
-		seen[normalize(h)] = claim
+		seen[normalize(h)] = fmt.Sprintf("claim %q", claim)
 	}
 
 	gc := middleware.Config{
@@ -732,13 +790,15 @@ func (c Config) resolve(p Purpose) (*Loaded, []error) {
 		}
 		gc.Tokens.CacheBytes = int64(*b)
 	}
-	// The cache keeps only the claims the sidecar forwards (scopes are kept anyway).
+	// The cache keeps only the claims forward.claims names (scopes are kept anyway),
+	// and those forward.values and the rules read.
 	gc.Tokens.KeepClaims = []string{}
 	for _, claim := range sortedKeys(l.Forward.Claims) {
 		if claim != "scope" {
 			gc.Tokens.KeepClaims = append(gc.Tokens.KeepClaims, claim)
 		}
 	}
+	errs = append(errs, c.resolveValues(l, &gc, seen)...)
 	for _, iss := range c.Issuers {
 		gc.Issuers = append(gc.Issuers, middleware.Issuer{
 			Config: jwks.Config{
@@ -773,6 +833,7 @@ func (c Config) resolve(p Purpose) (*Loaded, []error) {
 			Shadow: r.Shadow, WebSocket: r.WebSocket, SingleUse: r.SingleUse})
 	}
 	errs = append(errs, c.resolveSenderConstraints(l, &gc)...)
+	errs = append(errs, c.resolveRules(&gc)...)
 	if err := middleware.Validate(gc); err != nil {
 		errs = append(errs, joined.Flatten(err)...)
 	}
@@ -885,6 +946,10 @@ func (c Config) resolveSenderConstraints(l *Loaded, gc *middleware.Config) []err
 	return errs
 }
 
+// upstreamSchemes are the schemes upstream may have. h2c is HTTP/2 in clear text, for a
+// gRPC API; the URL keeps it, and the sidecar's transport speaks it.
+var upstreamSchemes = map[string]bool{"http": true, "https": true, "h2c": true}
+
 // DefaultRedisTimeout bounds a use of the Redis replay store.
 const DefaultRedisTimeout = 50 * time.Millisecond
 
@@ -910,6 +975,43 @@ func readSecret(path string) ([]byte, error) {
 	return data, nil
 }
 
+// Credentials reads the ACL user and the password from usernameFile and passwordFile,
+// each "" when its file is not set. Their content is never part of an error.
+func (r RedisConfig) Credentials() (username, password string, err error) {
+	for _, f := range []struct {
+		file string
+		into *string
+	}{{r.UsernameFile, &username}, {r.PasswordFile, &password}} {
+		if f.file == "" {
+			continue
+		}
+		b, err := readSecret(f.file)
+		if err != nil {
+			return "", "", err
+		}
+		*f.into = string(b)
+	}
+	return username, password, nil
+}
+
+// RootCAs reads caFile, the CAs of Redis's certificate: nil (the system roots) when it
+// is not set.
+func (r RedisConfig) RootCAs() (*x509.CertPool, error) {
+	if r.CAFile == "" {
+		return nil, nil
+	}
+	return loadCAs(r.CAFile)
+}
+
+// ClientCAs reads clientCA, the CAs of client certificates: nil (ask for none) when it
+// is not set.
+func (t TLS) ClientCAs() (*x509.CertPool, error) {
+	if t.ClientCA == "" {
+		return nil, nil
+	}
+	return loadCAs(t.ClientCA)
+}
+
 // loadCAs reads a PEM bundle of CA certificates.
 func loadCAs(path string) (*x509.CertPool, error) {
 	data, err := os.ReadFile(path)
@@ -923,7 +1025,7 @@ func loadCAs(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// processNonceSecret is the DPoP nonce secret of a sidecar without
+// processNonceSecret is the DPoP nonce secret of a process without
 // tokens.dpop.nonceSecretFile: random, the same across reloads of this process, and
 // known to no other replica.
 var processNonceSecret = sync.OnceValue(func() []byte {
@@ -953,4 +1055,117 @@ func validHeaderName(s string) bool {
 		}
 	}
 	return http.CanonicalHeaderKey(s) != ""
+}
+
+// resolveValues compiles forward.values, each problem at its key; checks their
+// headers as forward.claims' are (seen: the headers taken, normalized); and makes the
+// token cache keep the claims they read. A value reads claims only (rules.ClaimsOnly):
+// the identity headers are the same for every request a token makes, and a gateway's
+// decision service sets them with no request to hand.
+func (c Config) resolveValues(l *Loaded, gc *middleware.Config, seen map[string]string) []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &Problem{Key: key, Message: fmt.Sprintf(format, args...)})
+	}
+	opts := []rules.Option{rules.ClaimsOnly()}
+	if gc.Tokens.MaxBytes > 0 {
+		opts = append(opts, rules.WithClaimsBytes(gc.Tokens.MaxBytes))
+	}
+	var read []string
+	every := false
+	for i, fv := range c.Forward.Values {
+		key := fmt.Sprintf("forward.values[%d]", i)
+		h, n := fv.Header, normalize(fv.Header)
+		switch {
+		case h == "":
+			bad(key+".header", "is required: the header that carries the value, for example X-Auth-Groups")
+		case !validHeaderName(h):
+			bad(key+".header", "%q is not a header name", h)
+		case reservedHeader(h):
+			bad(key+".header", "%q is a header the proxy manages; use an X-... name", h)
+		case seen[n] != "":
+			bad(key+".header", "header %q is also used for %s", h, seen[n])
+		default:
+			seen[n] = key
+		}
+		v, err := rules.CompileValue(rules.Spec{Name: fmt.Sprintf("forward.values.%d", i), Expr: fv.Expr}, opts...)
+		for _, e := range joined.Flatten(err) {
+			var re *rules.Error
+			if !errors.As(e, &re) || re.Field != "expr" {
+				bad(key, "%s", e.Error())
+				continue
+			}
+			msg := re.Err.Error()
+			if re.Line > 0 {
+				msg = fmt.Sprintf("at %d:%d of the expression: %s", re.Line, re.Column, msg)
+			}
+			bad(key+".expr", "%s", msg)
+		}
+		if v == nil {
+			continue
+		}
+		names, all := v.Claims()
+		read, every = append(read, names...), every || all
+		l.values = append(l.values, valueHeader{header: http.CanonicalHeaderKey(h), value: v})
+	}
+	switch {
+	case gc.Tokens.KeepClaims == nil:
+	case every:
+		gc.Tokens.KeepClaims = nil
+	case len(read) > 0:
+		gc.Tokens.KeepClaims = slices.Compact(slices.Sorted(slices.Values(append(gc.Tokens.KeepClaims, read...))))
+	}
+	return errs
+}
+
+// resolveRules compiles the issuers' and routes' rules, each problem at its rule's
+// key, and makes the token cache keep the claims the rules read.
+func (c Config) resolveRules(gc *middleware.Config) []error {
+	var errs []error
+	var all []middleware.Rule
+	compile := func(key string, specs []Rule) []middleware.Rule {
+		if len(specs) == 0 {
+			return nil
+		}
+		list := make([]rules.Spec, len(specs))
+		for i, r := range specs {
+			list[i] = rules.Spec{Name: r.Name, Expr: r.Expr}
+		}
+		// A rule's cost is bounded for the largest token this file accepts (a larger
+		// one is refused before any rule runs).
+		var opts []rules.Option
+		if gc.Tokens.MaxBytes > 0 {
+			opts = append(opts, rules.WithClaimsBytes(gc.Tokens.MaxBytes))
+		}
+		compiled, err := rules.Compile(list, opts...)
+		for _, e := range joined.Flatten(err) {
+			var re *rules.Error
+			if !errors.As(e, &re) || re.Index < 0 {
+				errs = append(errs, &Problem{Key: key, Message: e.Error()})
+				continue
+			}
+			msg := re.Err.Error()
+			if re.Line > 0 {
+				msg = fmt.Sprintf("at %d:%d of the expression: %s", re.Line, re.Column, msg)
+			}
+			errs = append(errs, &Problem{Key: fmt.Sprintf("%s[%d].%s", key, re.Index, re.Field), Message: msg})
+		}
+		all = append(all, compiled...)
+		return compiled
+	}
+	for i, iss := range c.Issuers {
+		gc.Issuers[i].Rules = compile(fmt.Sprintf("issuers[%d].rules", i), iss.Rules)
+	}
+	for i, r := range c.Routes {
+		gc.Routes[i].Rules = compile(fmt.Sprintf("routes[%d].rules", i), r.Rules)
+	}
+	if len(all) > 0 && gc.Tokens.KeepClaims != nil {
+		names, every := rules.ClaimsUsed(all...)
+		if every {
+			gc.Tokens.KeepClaims = nil
+		} else {
+			gc.Tokens.KeepClaims = slices.Compact(slices.Sorted(slices.Values(append(gc.Tokens.KeepClaims, names...))))
+		}
+	}
+	return errs
 }

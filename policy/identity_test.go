@@ -1,8 +1,9 @@
-package sidecar
+package policy
 
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/tokengate/tokengate/middleware"
@@ -14,9 +15,12 @@ func TestStripInbound(t *testing.T) {
 	for _, name := range []string{"X-User", "x-user", "X_User", "X-USER", "x_uSeR", "Tenant", "tenant", "X-Auth-Anything", "X_AUTH_ROLE", "Content-Type", "X-Other"} {
 		h[name] = []string{"spoof"}
 	}
-	id.stripInbound(h)
+	id.StripInbound(h)
 	if len(h) != 2 || h.Get("Content-Type") == "" || h.Get("X-Other") == "" {
 		t.Fatalf("left %v", h)
+	}
+	if got := strings.Join(id.Headers(), " "); got != "X-User Tenant" {
+		t.Fatalf("Headers() = %s", got)
 	}
 }
 
@@ -44,10 +48,10 @@ func TestClaimValues(t *testing.T) {
 			t.Errorf("%s gave a value", claim)
 		}
 	}
-	if err := newIdentity(map[string]string{"ctl": "X-Ctl"}).check(c); err == nil {
+	if err := newIdentity(map[string]string{"ctl": "X-Ctl"}).Check(c); err == nil {
 		t.Error("control characters accepted")
 	}
-	if err := newIdentity(map[string]string{"name": "X-Name"}).check(c); err != nil {
+	if err := newIdentity(map[string]string{"name": "X-Name"}).Check(c); err != nil {
 		t.Errorf("non-ASCII refused: %v", err)
 	}
 }

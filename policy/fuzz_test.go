@@ -1,4 +1,4 @@
-package sidecar
+package policy
 
 import (
 	"bytes"
@@ -79,7 +79,7 @@ func FuzzConfig(f *testing.F) {
 		if err != nil {
 			t.Fatalf("written back, it does not load: %v\n%s", err, out)
 		}
-		if a, b := marshal(t, []any{l.Gate, l.Forward, l.Listen, l.Admin, l.Upstream.String()}), marshal(t, []any{back.Gate, back.Forward, back.Listen, back.Admin, back.Upstream.String()}); string(a) != string(b) {
+		if a, b := marshal(t, []any{l.Gate, l.Forward, l.Listen, l.Admin, l.Upstream.String(), l.AuthzListen}), marshal(t, []any{back.Gate, back.Forward, back.Listen, back.Admin, back.Upstream.String(), back.AuthzListen}); string(a) != string(b) {
 			t.Fatalf("written back, it loads to another policy:\n%s\nthen\n%s\nfrom\n%s", a, b, out)
 		}
 	})
@@ -150,7 +150,7 @@ var unparsedLine = regexp.MustCompile(`^line [0-9]+:`)
 
 // leaks are YAML tags and Go package names, which mean nothing to an operator: a
 // problem may hold one only when the file does.
-var leaks = []string{"!!seq", "!!map", "!!str", "!!int", "!!float", "!!bool", "!!null", "!!binary", "!!timestamp", "!!merge", "sidecar.", "middleware.", "jwks.", "time.Duration"}
+var leaks = []string{"!!seq", "!!map", "!!str", "!!int", "!!float", "!!bool", "!!null", "!!binary", "!!timestamp", "!!merge", "policy.", "middleware.", "jwks.", "time.Duration"}
 
 func checkProblems(t *testing.T, name string, data []byte, err error) {
 	t.Helper()
@@ -258,6 +258,8 @@ func fuzzConfigSeeds(f *testing.F) []string {
 		minimal + "tokens:\n  maxLifetime: 1h\n  maxBytes: 4096\n  cookie: at\n  query: access_token\n",
 		minimal + "forward:\n  claims: {sub: X-User, tenant: X-Tenant}\n  removeAuthorization: true\n",
 		minimal + "forward:\n  claims: {}\n",
+		strings.Replace(minimal, "http://", "h2c://", 1),
+		minimal + "authz:\n  listen: 127.0.0.1:9191\n",
 		strings.Replace(minimal, "audiences:", "audience:", 1),
 		minimal + "lisen: :80\n",
 		minimal + "listen: :1\nlisten: :2\n",
