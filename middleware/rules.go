@@ -1,9 +1,15 @@
 package middleware
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 )
+
+// ErrRuleIsFalse is the cause of a rule denial whose rule was false, as opposed to one
+// that could not be evaluated (whose cause is the evaluation's error): errors.Is tells
+// them apart, for an explanation such as the check command's.
+var ErrRuleIsFalse = errors.New("is false")
 
 // checkRules runs the rules a verified request with enough scopes must meet: its
 // issuer's (Issuer.Rules), then those of every matched route that needs a token
@@ -39,7 +45,7 @@ func evalRule(rule Rule, r *http.Request, c *Claims) *Error {
 	case err != nil:
 		return &Error{Reason: ReasonRule, Rule: rule.Name(), Err: fmt.Errorf("rule %q could not be evaluated: %w", rule.Name(), err)}
 	case !ok:
-		return &Error{Reason: ReasonRule, Rule: rule.Name(), Err: fmt.Errorf("rule %q is false", rule.Name())}
+		return &Error{Reason: ReasonRule, Rule: rule.Name(), Err: fmt.Errorf("rule %q %w", rule.Name(), ErrRuleIsFalse)}
 	}
 	return nil
 }

@@ -129,6 +129,9 @@ func TestRuleErrorIs(t *testing.T) {
 	if !errors.Is(d.Err, middleware.ErrRuleFailed) || !errors.As(d.Err, &me) || me.Rule != "never" {
 		t.Fatalf("Decide's error %v does not name the rule", d.Err)
 	}
+	if !errors.Is(d.Err, middleware.ErrRuleIsFalse) || d.Err.Error() != `rule: rule "never" is false` {
+		t.Errorf("a false rule's error %q does not say it was false", d.Err)
+	}
 	if d.Claims == nil {
 		t.Error("a rule denial comes after verification: its claims belong in the Decision")
 	}

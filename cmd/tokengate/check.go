@@ -364,8 +364,12 @@ func explainRule(l *policy.Loaded, d middleware.Decision) string {
 		}
 	}
 	verdict := "is false"
-	if e.Err != nil && !strings.HasSuffix(e.Err.Error(), " is false") {
-		verdict = "could not be evaluated, which denies (fail closed): " + strings.TrimPrefix(e.Err.Error(), fmt.Sprintf("rule %q could not be evaluated: ", e.Rule))
+	if !errors.Is(e.Err, middleware.ErrRuleIsFalse) {
+		cause := e.Err
+		if inner := errors.Unwrap(e.Err); inner != nil {
+			cause = inner // the evaluation's own error, without the rule's name again
+		}
+		verdict = fmt.Sprintf("could not be evaluated, which denies (fail closed): %v", cause)
 	}
 	if where == "" {
 		return fmt.Sprintf("rule %q %s", e.Rule, verdict)
