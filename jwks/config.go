@@ -66,6 +66,19 @@ type Config struct {
 	// every time it is used. Never for production.
 	InsecureHTTP bool
 
+	// BearerTokenFile authenticates the fetches of discovery and of the key set with
+	// the token this file holds (Authorization: Bearer), for an issuer whose metadata
+	// is not public: a Kubernetes API server, whose /openid/v1/jwks wants the pod's
+	// projected ServiceAccount token (/var/run/secrets/kubernetes.io/serviceaccount/token).
+	// The file is read again at every fetch, so a token that the kubelet rotates is
+	// used as soon as it is written, and a file that cannot be read, or that holds no
+	// token, fails the fetch (the last good keys stay in use). The token goes only to
+	// the origins of Issuer and JWKSURI (scheme, host and port), over https or plain
+	// http to a loopback host: never to a jwks_uri that discovery names elsewhere, nor
+	// to another origin across a redirect, nor into a log line or an error. New checks
+	// that the file holds a token. Exclusive with JWKSFile and InsecureHTTP.
+	BearerTokenFile string
+
 	// HTTPTimeout bounds each HTTP request (discovery or JWKS), from dial to the last
 	// byte of the body. It defaults to DefaultHTTPTimeout.
 	HTTPTimeout time.Duration
@@ -149,6 +162,18 @@ func (c Config) validate() (algSet, *x509.CertPool, error) {
 	if c.JWKSURI != "" {
 		if err := checkURL(c.JWKSURI, c.InsecureHTTP); err != nil {
 			bad("JWKSURI", "%v", err)
+		}
+	}
+
+	if c.BearerTokenFile != "" {
+		switch {
+		case c.JWKSFile != "":
+			bad("BearerTokenFile", "has no use with JWKSFile, which fetches nothing")
+		case c.InsecureHTTP:
+			bad("BearerTokenFile", "a credential is never sent over plain http to a host that is not loopback; remove InsecureHTTP")
+		}
+		if _, err := readBearerToken(c.BearerTokenFile); err != nil {
+			bad("BearerTokenFile", "%v", err)
 		}
 	}
 

@@ -35,6 +35,12 @@
 //   - Each issuer has its own HTTP client: timeouts on every phase, TLS verification
 //     always (plus an optional private CA), redirects only within the first origin,
 //     response bodies capped at 1 MiB and documents at 100 keys.
+//   - An issuer whose metadata is not public (a Kubernetes API server's
+//     /openid/v1/jwks) is fetched with the bearer token of BearerTokenFile, read at
+//     every fetch so that a rotated token is used at once, and sent only over https (or
+//     to loopback) to the origins of Issuer and JWKSURI, never across a redirect to
+//     another origin nor to a jwks_uri that discovery names elsewhere. A file that
+//     cannot be read fails the fetch; no request goes out without its token.
 //   - Keys are parsed one at a time. Symmetric (oct) keys, encryption keys, keys whose
 //     key_ops lack verify, published private keys, RSA keys under 2048 bits, keys whose
 //     alg does not fit their type, unsupported types, bad kids and duplicate kids are

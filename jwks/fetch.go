@@ -22,13 +22,12 @@ import (
 // maxRedirects bounds a redirect chain; every hop must stay on the same origin.
 const maxRedirects = 3
 
-// newHTTPClient builds the client of one issuer: its own transport (never
-// http.DefaultClient, which other code may change), certificate verification always,
-// TLS 1.2 at least, every phase bounded, and redirects only within the origin of the
-// first request, so a JWKS endpoint cannot send us to another host or down to http.
-func newHTTPClient(timeout time.Duration, roots *x509.CertPool) *http.Client {
+// newTransport builds the transport of one issuer: its own (never
+// http.DefaultTransport, which other code may change), certificate verification always,
+// TLS 1.2 at least, and every phase bounded.
+func newTransport(timeout time.Duration, roots *x509.CertPool) *http.Transport {
 	dialer := &net.Dialer{Timeout: min(timeout, 5*time.Second), KeepAlive: 30 * time.Second}
-	transport := &http.Transport{
+	return &http.Transport{
 		Proxy:                  http.ProxyFromEnvironment,
 		DialContext:            dialer.DialContext,
 		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots},
@@ -39,6 +38,12 @@ func newHTTPClient(timeout time.Duration, roots *x509.CertPool) *http.Client {
 		IdleConnTimeout:        90 * time.Second,
 		ForceAttemptHTTP2:      true,
 	}
+}
+
+// newHTTPClient builds the client of one issuer over its transport: every request
+// bounded by timeout, and redirects only within the origin of the first request, so a
+// JWKS endpoint cannot send us to another host or down to http.
+func newHTTPClient(timeout time.Duration, transport http.RoundTripper) *http.Client {
 	return &http.Client{
 		Transport: transport,
 		Timeout:   timeout,

@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -189,6 +191,10 @@ func TestSnapshotKIDLess(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	dir := t.TempDir()
+	empty, token := filepath.Join(dir, "empty"), filepath.Join(dir, "token")
+	if os.WriteFile(empty, nil, 0o600) != nil || os.WriteFile(token, []byte("t0ken\n"), 0o600) != nil {
+		t.Fatal("writing the token files")
+	}
 	cases := []struct {
 		name  string
 		cfg   Config
@@ -210,6 +216,10 @@ func TestConfigValidation(t *testing.T) {
 		{"min over max", Config{Issuer: "https://a.example.com", Refresh: Refresh{Min: time.Hour, Max: time.Minute}}, "Refresh.Min", "longer"},
 		{"negative wait", Config{Issuer: "https://a.example.com", Refresh: Refresh{UnknownKIDWait: -1}}, "Refresh.UnknownKIDWait", "positive"},
 		{"missing CA file", Config{Issuer: "https://a.example.com", CAFile: dir + "/none.pem"}, "CAFile", "cannot be read"},
+		{"missing bearer token file", Config{Issuer: "https://a.example.com", BearerTokenFile: dir + "/none"}, "BearerTokenFile", "cannot be read"},
+		{"empty bearer token file", Config{Issuer: "https://a.example.com", BearerTokenFile: empty}, "BearerTokenFile", "holds no token"},
+		{"bearer token and a key file", Config{Issuer: "https://a.example.com", JWKSFile: "/x", BearerTokenFile: token}, "BearerTokenFile", "JWKSFile"},
+		{"bearer token over insecure http", Config{Issuer: "http://a.example.com", InsecureHTTP: true, BearerTokenFile: token}, "BearerTokenFile", "plain http"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -241,6 +251,7 @@ func TestConfigValidation(t *testing.T) {
 		{Issuer: "http://localhost:8080"},
 		{Issuer: "http://[::1]:8080"},
 		{Issuer: "http://auth.internal", InsecureHTTP: true},
+		{Issuer: "https://kubernetes.default.svc.cluster.local", JWKSURI: "https://kubernetes.default.svc/openid/v1/jwks", BearerTokenFile: token},
 	} {
 		if _, _, err := ok.withDefaults().validate(); err != nil {
 			t.Errorf("%+v: %v", ok, err)

@@ -49,6 +49,7 @@ type Set struct {
 	cfg     Config
 	allowed algSet
 	client  *http.Client
+	bearer  *bearerTransport // nil without BearerTokenFile
 	log     *slog.Logger
 	metrics *Metrics
 	now     func() time.Time
@@ -122,7 +123,6 @@ func newSet(ctx context.Context, cfg Config, allowed algSet, roots *x509.CertPoo
 	s := &Set{
 		cfg:     cfg,
 		allowed: allowed,
-		client:  newHTTPClient(cfg.HTTPTimeout, roots),
 		log:     opts.Logger,
 		metrics: opts.Metrics,
 		now:     opts.Now,
@@ -132,6 +132,13 @@ func newSet(ctx context.Context, cfg Config, allowed algSet, roots *x509.CertPoo
 		readyCh: make(chan struct{}),
 		jwksURI: cfg.JWKSURI,
 	}
+	base := newTransport(cfg.HTTPTimeout, roots)
+	var transport http.RoundTripper = base
+	if cfg.BearerTokenFile != "" {
+		s.bearer = newBearerTransport(base, cfg.BearerTokenFile, cfg.Issuer, cfg.JWKSURI)
+		transport = s.bearer
+	}
+	s.client = newHTTPClient(cfg.HTTPTimeout, transport)
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -530,6 +537,7 @@ func (s *Set) fetchKeys(ctx context.Context) (string, parsedSet, error) {
 		}
 		r, err := get(ctx, s.client, uri, etag, s.cfg.MaxResponseBytes)
 		if err != nil {
+			err = withheldHint(err, s.bearer, uri)
 			var se *StatusError
 			if errors.As(err, &se) && (se.Code == http.StatusNotFound || se.Code == http.StatusGone) && s.cfg.JWKSURI == "" {
 				// The jwks_uri moved: discover again next time.

@@ -38,7 +38,7 @@ func Binary(t testing.TB) string {
 		return b
 	}
 	buildOnce.Do(func() {
-		root, err := moduleRoot()
+		root, err := ModuleRoot()
 		if err != nil {
 			buildErr = err
 			return
@@ -61,7 +61,8 @@ func Binary(t testing.TB) string {
 	return binary
 }
 
-func moduleRoot() (string, error) {
+// ModuleRoot is the directory of the go.mod of the package under test (tokengate's).
+func ModuleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		return "", err
