@@ -303,3 +303,59 @@ func TestBearerTokenFileOverLoopbackHTTP(t *testing.T) {
 		t.Fatalf("Authorization = %q", got.String())
 	}
 }
+
+// With JWKSURI, which skips discovery, IssuerCheckURL compares the configured issuer
+// with the one the server's discovery document names, once, with the bearer token:
+// a wrong issuer is logged as an error that says both, and the keys load anyway.
+func TestIssuerCheckURL(t *testing.T) {
+	keys := lightServer(t)
+	kube := newKubeServer(t, keys, secret1) // its discovery document names kube.URL
+	ca := caFile(t, kube.Server)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	writeToken(t, tokenFile, secret1)
+	for _, tc := range []struct {
+		name, issuer, check string
+		level, want         string
+	}{
+		{"the same issuer", kube.URL, kube.URL + kubeDiscovery, "INFO", "the issuer is the one the server's discovery document names"},
+		{"another issuer", kube.URL + "/", kube.URL + kubeDiscovery, "ERROR", `"configured":"` + kube.URL + `/","discovered":"` + kube.URL + `"`},
+		{"a document that is not there", kube.URL, kube.URL + "/nowhere", "WARN", "status 404"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs e2etest.LockedBuffer
+			set := newSet(t, keys, func(c *jwks.Config) {
+				*c = jwks.Config{Issuer: tc.issuer, JWKSURI: kube.URL + kubeJWKS, IssuerCheckURL: tc.check, CAFile: ca, BearerTokenFile: tokenFile}
+			}, func(o *jwks.Options) { o.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
+			ready(t, set)
+			eventually(t, "the issuer check's log line", func() bool { return strings.Contains(logs.String(), tc.want) })
+			if !strings.Contains(logs.String(), `"level":"`+tc.level+`"`) {
+				t.Errorf("no %s line:\n%s", tc.level, logs.String())
+			}
+			// Both with the token; the check once.
+			want := []string{kubeJWKS + " Bearer " + secret1, strings.TrimPrefix(tc.check, kube.URL) + " Bearer " + secret1}
+			if got := kube.requests(); !slices.Equal(got, want) {
+				t.Errorf("requests = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// An inline key set loads at once, never fetches, and says where its keys come from.
+func TestInlineJWKS(t *testing.T) {
+	keys := lightServer(t)
+	doc := string(keys.JWKS())
+	set := newSet(t, keys, func(c *jwks.Config) { *c = jwks.Config{Issuer: keys.Issuer, JWKS: doc} })
+	ready(t, set)
+	if err := verify(context.Background(), set, keys.MustMint(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := set.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := keys.JWKSFetches(); n != 0 {
+		t.Errorf("the issuer was asked %d times", n)
+	}
+	if st := set.Status(); st.JWKSURI != "inline" || st.Keys == 0 {
+		t.Errorf("status %+v", st)
+	}
+}

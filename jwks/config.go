@@ -50,6 +50,22 @@ type Config struct {
 	// it when it changes. Exclusive with JWKSURI.
 	JWKSFile string
 
+	// JWKS is the key set document itself, for an issuer whose keys cannot be fetched
+	// and are not worth a file (a cluster out of reach, whose keys change seldom). New
+	// parses it and refuses a document without a usable key. It never changes: other
+	// keys are another Config. Exclusive with JWKSURI and JWKSFile.
+	JWKS string
+
+	// IssuerCheckURL, with JWKSURI, is a discovery document that should name Issuer.
+	// Keys fetched from JWKSURI do not go through discovery, so nothing else would
+	// notice an Issuer that is not the iss the server writes, and every token would be
+	// refused (reason issuer) with no word of why. The document is fetched once, after
+	// the first fetch of keys, with the same client (CAFile, BearerTokenFile); one that
+	// names another issuer is logged as an error that says both, one that cannot be
+	// read as a warning. It never keeps the keys from loading. Same scheme rules as
+	// Issuer.
+	IssuerCheckURL string
+
 	// Algorithms is the allowlist of JWS algorithms for this issuer's tokens. It
 	// defaults to defaultAlgorithms. HMAC ("HS256"...) and "none" are refused: a
 	// published key set can never hold a secret.
@@ -73,10 +89,11 @@ type Config struct {
 	// The file is read again at every fetch, so a token that the kubelet rotates is
 	// used as soon as it is written, and a file that cannot be read, or that holds no
 	// token, fails the fetch (the last good keys stay in use). The token goes only to
-	// the origins of Issuer and JWKSURI (scheme, host and port), over https or plain
-	// http to a loopback host: never to a jwks_uri that discovery names elsewhere, nor
-	// to another origin across a redirect, nor into a log line or an error. New checks
-	// that the file holds a token. Exclusive with JWKSFile and InsecureHTTP.
+	// the origins of Issuer, JWKSURI and IssuerCheckURL (scheme, host and port), over
+	// https or plain http to a loopback host: never to a jwks_uri that discovery names
+	// elsewhere, nor to another origin across a redirect, nor into a log line or an
+	// error. New checks that the file holds a token. Exclusive with JWKSFile, JWKS and
+	// InsecureHTTP.
 	BearerTokenFile string
 
 	// HTTPTimeout bounds each HTTP request (discovery or JWKS), from dial to the last
@@ -159,9 +176,19 @@ func (c Config) validate() (algSet, *x509.CertPool, error) {
 	if c.JWKSURI != "" && c.JWKSFile != "" {
 		bad("JWKSFile", "set either JWKSURI or JWKSFile, not both")
 	}
+	if c.JWKS != "" && (c.JWKSURI != "" || c.JWKSFile != "") {
+		bad("JWKS", "set one of JWKSURI, JWKSFile and JWKS")
+	}
 	if c.JWKSURI != "" {
 		if err := checkURL(c.JWKSURI, c.InsecureHTTP); err != nil {
 			bad("JWKSURI", "%v", err)
+		}
+	}
+	if c.IssuerCheckURL != "" {
+		if c.JWKSURI == "" {
+			bad("IssuerCheckURL", "has no use without JWKSURI: discovery checks the issuer already, and a file or JWKS fetches nothing")
+		} else if err := checkURL(c.IssuerCheckURL, c.InsecureHTTP); err != nil {
+			bad("IssuerCheckURL", "%v", err)
 		}
 	}
 
@@ -169,6 +196,8 @@ func (c Config) validate() (algSet, *x509.CertPool, error) {
 		switch {
 		case c.JWKSFile != "":
 			bad("BearerTokenFile", "has no use with JWKSFile, which fetches nothing")
+		case c.JWKS != "":
+			bad("BearerTokenFile", "has no use with JWKS, which fetches nothing")
 		case c.InsecureHTTP:
 			bad("BearerTokenFile", "a credential is never sent over plain http to a host that is not loopback; remove InsecureHTTP")
 		}
@@ -192,6 +221,23 @@ func (c Config) validate() (algSet, *x509.CertPool, error) {
 			bad("Algorithms", `"none" means unsigned tokens and is never allowed`)
 		default:
 			bad("Algorithms", "%q is not a supported algorithm (supported: %s; names are case-sensitive)", a, strings.Join(defaultAlgorithms, " "))
+		}
+	}
+
+	if c.JWKS != "" && allowed != 0 && c.MaxKeys >= 0 {
+		if int64(len(c.JWKS)) > c.MaxResponseBytes {
+			bad("JWKS", "is %d bytes, over the cap of %d", len(c.JWKS), c.MaxResponseBytes)
+		} else if parsed, err := parseJWKS([]byte(c.JWKS), allowed, c.MaxKeys); err != nil {
+			// parseJWKS words a fetch's failure; nothing is fetched here.
+			msg := strings.TrimPrefix(err.Error(), ErrFetch.Error()+": ")
+			for i, sk := range parsed.skipped {
+				if i == 3 {
+					msg += fmt.Sprintf("; and %d more", len(parsed.skipped)-i)
+					break
+				}
+				msg += fmt.Sprintf("; key %d: %s (%s)", sk.index, sk.reason, sk.detail)
+			}
+			bad("JWKS", "%s", msg)
 		}
 	}
 

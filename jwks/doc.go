@@ -1,7 +1,7 @@
 // Package jwks holds the signing keys of the authorization servers that a resource
 // server trusts: one key set per issuer, fetched from the issuer's JWKS (found by
-// discovery, named by a URL, or read from a file), cached, refreshed in the background,
-// and looked up on the request path without a lock or an allocation.
+// discovery, named by a URL, read from a file, or given inline), cached, refreshed in
+// the background, and looked up on the request path without a lock or an allocation.
 //
 // It is built on github.com/MicahParks/jwkset (key parsing and storage) and
 // github.com/MicahParks/keyfunc/v3 (the jwt.Keyfunc over that storage), with its own
@@ -38,9 +38,11 @@
 //   - An issuer whose metadata is not public (a Kubernetes API server's
 //     /openid/v1/jwks) is fetched with the bearer token of BearerTokenFile, read at
 //     every fetch so that a rotated token is used at once, and sent only over https (or
-//     to loopback) to the origins of Issuer and JWKSURI, never across a redirect to
-//     another origin nor to a jwks_uri that discovery names elsewhere. A file that
-//     cannot be read fails the fetch; no request goes out without its token.
+//     to loopback) to the origins of Issuer, JWKSURI and IssuerCheckURL, never across
+//     a redirect to another origin nor to a jwks_uri that discovery names elsewhere. A
+//     file that cannot be read fails the fetch; no request goes out without its token.
+//     With JWKSURI, which skips discovery, IssuerCheckURL names the discovery document
+//     to compare Issuer with once, so that a wrong Issuer is logged, not only refused.
 //   - Keys are parsed one at a time. Symmetric (oct) keys, encryption keys, keys whose
 //     key_ops lack verify, published private keys, RSA keys under 2048 bits, keys whose
 //     alg does not fit their type, unsupported types, bad kids and duplicate kids are

@@ -220,6 +220,14 @@ func TestConfigValidation(t *testing.T) {
 		{"empty bearer token file", Config{Issuer: "https://a.example.com", BearerTokenFile: empty}, "BearerTokenFile", "holds no token"},
 		{"bearer token and a key file", Config{Issuer: "https://a.example.com", JWKSFile: "/x", BearerTokenFile: token}, "BearerTokenFile", "JWKSFile"},
 		{"bearer token over insecure http", Config{Issuer: "http://a.example.com", InsecureHTTP: true, BearerTokenFile: token}, "BearerTokenFile", "plain http"},
+		{"inline and a URL", Config{Issuer: "https://a.example.com", JWKSURI: "https://a.example.com/j", JWKS: `{"keys":[]}`}, "JWKS", "one of"},
+		{"inline and a file", Config{Issuer: "https://a.example.com", JWKSFile: "/x", JWKS: `{"keys":[]}`}, "JWKS", "one of"},
+		{"inline, not JSON", Config{Issuer: "https://a.example.com", JWKS: `keys: []`}, "JWKS", "not a JWKS document"},
+		{"inline, no usable key", Config{Issuer: "https://a.example.com", JWKS: `{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"s"}]}`}, "JWKS", "no usable signing key (1 skipped); key 0: symmetric"},
+		{"inline, too large", Config{Issuer: "https://a.example.com", MaxResponseBytes: 10, JWKS: `{"keys":[{"kty":"oct"}]}`}, "JWKS", "over the cap"},
+		{"inline and a bearer token", Config{Issuer: "https://a.example.com", JWKS: `{"keys":[]}`, BearerTokenFile: token}, "BearerTokenFile", "JWKS"},
+		{"issuer check without a URL", Config{Issuer: "https://a.example.com", IssuerCheckURL: "https://a.example.com/.well-known/openid-configuration"}, "IssuerCheckURL", "without JWKSURI"},
+		{"issuer check over http", Config{Issuer: "https://a.example.com", JWKSURI: "https://a.example.com/j", IssuerCheckURL: "http://a.example.com/d"}, "IssuerCheckURL", "plain http"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

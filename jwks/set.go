@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -135,7 +136,7 @@ func newSet(ctx context.Context, cfg Config, allowed algSet, roots *x509.CertPoo
 	base := newTransport(cfg.HTTPTimeout, roots)
 	var transport http.RoundTripper = base
 	if cfg.BearerTokenFile != "" {
-		s.bearer = newBearerTransport(base, cfg.BearerTokenFile, cfg.Issuer, cfg.JWKSURI)
+		s.bearer = newBearerTransport(base, cfg.BearerTokenFile, cfg.Issuer, cfg.JWKSURI, cfg.IssuerCheckURL)
 		transport = s.bearer
 	}
 	s.client = newHTTPClient(cfg.HTTPTimeout, transport)
@@ -308,8 +309,11 @@ func (s *Set) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	uri := s.jwksURI
-	if s.cfg.JWKSFile != "" {
+	switch {
+	case s.cfg.JWKSFile != "":
 		uri = "file:" + s.cfg.JWKSFile
+	case s.cfg.JWKS != "":
+		uri = "inline"
 	}
 	return Status{
 		Issuer:      s.cfg.Issuer,
@@ -338,6 +342,7 @@ func (s *Set) run() {
 	defer s.wg.Done()
 	trigger := triggerStartup
 	backoff := time.Second
+	checkIssuer := s.cfg.IssuerCheckURL != ""
 	for {
 		f := s.startFetch(trigger)
 		if f == nil {
@@ -347,6 +352,11 @@ func (s *Set) run() {
 		case <-f.done:
 		case <-s.ctx.Done():
 			return
+		}
+		if checkIssuer {
+			// After the first fetch, so that it never delays the keys.
+			checkIssuer = false
+			s.checkIssuer()
 		}
 		var wait time.Duration
 		if f.err != nil {
@@ -369,12 +379,44 @@ func (s *Set) run() {
 	}
 }
 
+// checkIssuer compares the issuer of the document at IssuerCheckURL with the configured
+// one, and logs what it finds: an error when they differ, since every token would then
+// be refused (reason issuer).
+func (s *Set) checkIssuer() {
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.HTTPTimeout)
+	defer cancel()
+	u := s.cfg.IssuerCheckURL
+	r, err := get(ctx, s.client, u, "", s.cfg.MaxResponseBytes)
+	if err != nil {
+		if s.ctx.Err() == nil {
+			s.log.Warn("the issuer could not be checked against the server's discovery document", "url", u, "error", withheldHint(err, s.bearer, u))
+		}
+		return
+	}
+	var meta struct {
+		Issuer *string `json:"issuer"`
+	}
+	switch {
+	case json.Unmarshal(r.body, &meta) != nil || meta.Issuer == nil:
+		s.log.Warn("the issuer could not be checked: the server's discovery document names none", "url", u)
+	case *meta.Issuer != s.cfg.Issuer:
+		s.log.Error("the configured issuer is not the one the server writes in its tokens' iss: every token will be refused (reason issuer); configure the issuer its discovery document names",
+			"url", u, "configured", s.cfg.Issuer, "discovered", clip.String(*meta.Issuer, 200))
+	default:
+		s.log.Info("the issuer is the one the server's discovery document names", "url", u)
+	}
+}
+
 // interval is the time to the next scheduled fetch: for a file, a short poll (reading
-// a stat is cheap); for a URL, the response's max-age within [Min, Max], else Max.
+// a stat is cheap); for an inline key set, which never changes, Max; for a URL, the
+// response's max-age within [Min, Max], else Max.
 func (s *Set) interval() time.Duration {
 	r := s.cfg.Refresh
 	if s.cfg.JWKSFile != "" {
 		return min(r.Min, 10*time.Second)
+	}
+	if s.cfg.JWKS != "" {
+		return r.Max
 	}
 	s.mu.Lock()
 	age, has := s.maxAge, s.hasAge
@@ -498,7 +540,9 @@ func (s *Set) load(trigger string) error {
 // nothing parsed, when the server answered 304 or sent the same bytes again.
 func (s *Set) fetchKeys(ctx context.Context) (string, parsedSet, error) {
 	var body []byte
-	if s.cfg.JWKSFile != "" {
+	if s.cfg.JWKS != "" {
+		body = []byte(s.cfg.JWKS)
+	} else if s.cfg.JWKSFile != "" {
 		st, err := os.Stat(s.cfg.JWKSFile)
 		if err != nil {
 			return "", parsedSet{}, fmt.Errorf("%w: %w", ErrFetch, err)

@@ -111,7 +111,30 @@ type Issuer struct {
 	// Rules must all hold for every request with this issuer's tokens, on routes
 	// that need a token (package rules compiles CEL expressions into Rules).
 	Rules []Rule
+
+	// Checks hold every token of this issuer to what the issuer vouches for beyond
+	// the registered claims, such as a Kubernetes cluster's workload identity
+	// (serviceaccount.RequireWorkload). Each runs once per token, after the signature
+	// and the registered claims verified and before the token is cached, on the whole
+	// payload (Tokens.KeepClaims does not apply yet); an error denies the token with
+	// 401 invalid_token, reason claims. A Rule, by contrast, runs on every request and
+	// denies with 403.
+	Checks []ClaimsCheck
 }
+
+// ClaimsCheck checks the verified claims of an issuer's tokens (Issuer.Checks).
+type ClaimsCheck interface {
+	// CheckClaims returns why the token whose claims are c is refused, nil when it is
+	// not. The error goes to the denial's log line: it must not quote a claim that
+	// identifies someone (the Gate logs a subject only as a hash).
+	CheckClaims(c *Claims) error
+}
+
+// ClaimsCheckFunc adapts a function to a ClaimsCheck.
+type ClaimsCheckFunc func(c *Claims) error
+
+// CheckClaims returns f(c).
+func (f ClaimsCheckFunc) CheckClaims(c *Claims) error { return f(c) }
 
 // Tokens says how tokens are read.
 type Tokens struct {
@@ -336,6 +359,11 @@ func (c Config) validate() []error {
 	}
 	for i, iss := range c.Issuers {
 		checkRules(fmt.Sprintf("Issuers[%d].Rules", i), iss.Rules, bad)
+		for j, ch := range iss.Checks {
+			if ch == nil {
+				bad(fmt.Sprintf("Issuers[%d].Checks[%d]", i, j), "is nil")
+			}
+		}
 	}
 	for i, rt := range c.Routes {
 		if rt.SingleUse && rt.Public {

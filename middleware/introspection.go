@@ -227,10 +227,8 @@ func (v *verifier) claimsOf(res *introspect.Result, p *issuerPolicy, now time.Ti
 	if err := c.validate(false); err != nil {
 		return c, classify(err)
 	}
-	for _, check := range v.checks {
-		if err := check(c); err != nil {
-			return c, deny(ReasonClaims, err)
-		}
+	if e := v.check(c); e != nil {
+		return c, e
 	}
 	return c, nil
 }

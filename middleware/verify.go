@@ -31,6 +31,8 @@ type issuerPolicy struct {
 	// rules are Issuer.Rules: every request with this issuer's token on a route that
 	// needs one must meet them.
 	rules []Rule
+	// checks are Issuer.Checks: every token of this issuer must pass them once.
+	checks []ClaimsCheck
 
 	maxLifetime time.Duration
 	now         func() time.Time
@@ -58,7 +60,7 @@ func newVerifier(cfg Config, keys KeySource, now func() time.Time) *verifier {
 		p := &issuerPolicy{
 			issuer: iss.Issuer, audiences: withResource(iss.Audiences, cfg.Resource.Identifier), audienceClaims: iss.AudienceClaims,
 			atJWT: iss.TokenType == "at+jwt", scopeClaim: iss.ScopeClaim, dpop: cmp.Or(iss.DPoP, DPoPOff),
-			maxLifetime: cfg.Tokens.MaxLifetime, now: now, rules: iss.Rules,
+			maxLifetime: cfg.Tokens.MaxLifetime, now: now, rules: iss.Rules, checks: iss.Checks,
 		}
 		algs := iss.Algorithms
 		if algs == nil {
@@ -160,12 +162,29 @@ func (v *verifier) verify(ctx context.Context, token string) (*Claims, *Error) {
 		}
 		return nil, e
 	}
-	for _, check := range v.checks {
-		if err := check(claims); err != nil {
-			return claims, deny(ReasonClaims, err)
-		}
+	if e := v.check(claims); e != nil {
+		e.Issuer, e.KeyID = issuer, kid
+		return claims, e
 	}
 	return claims, nil
+}
+
+// check runs the checks of verified claims: the issuer's own (Issuer.Checks), then
+// the Gate's (Options.ClaimsChecks). A failure is a denial with reason claims.
+func (v *verifier) check(c *Claims) *Error {
+	if c.policy != nil {
+		for _, ch := range c.policy.checks {
+			if err := ch.CheckClaims(c); err != nil {
+				return deny(ReasonClaims, err)
+			}
+		}
+	}
+	for _, check := range v.checks {
+		if err := check(c); err != nil {
+			return deny(ReasonClaims, err)
+		}
+	}
+	return nil
 }
 
 // Validate runs after golang-jwt has checked the signature, exp, nbf and iat: the

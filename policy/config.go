@@ -123,6 +123,7 @@ type Issuer struct {
 	Issuer     string   `yaml:"issuer"`     // exact iss (required)
 	JWKSURI    string   `yaml:"jwksURI"`    // skip discovery and use this [discover]
 	JWKSFile   string   `yaml:"jwksFile"`   // or read keys from a file, re-read on change
+	JWKS       string   `yaml:"jwks"`       // or the key set itself, a JSON document
 	Audiences  []string `yaml:"audiences"`  // any of them must be in aud (required)
 	Algorithms []string `yaml:"algorithms"` // [RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA]
 	TokenType  string   `yaml:"tokenType"`  // "at+jwt" to require RFC 9068 typing [any]
@@ -138,7 +139,42 @@ type Issuer struct {
 	Introspection Introspection `yaml:"introspection"`
 	// Rules must all hold for this issuer's tokens on every route that needs one [none].
 	Rules []Rule `yaml:"rules"`
+	// Kubernetes makes this issuer a Kubernetes cluster's ServiceAccount issuer [off].
+	Kubernetes *Kubernetes `yaml:"kubernetes"`
 }
+
+// Kubernetes makes an issuer a Kubernetes cluster's ServiceAccount issuer
+// (docs/kubernetes.md, "Service-to-service"). Its tokens must be workloads': a sub
+// that names a ServiceAccount, system:serviceaccount:<namespace>:<name>, and a
+// kubernetes.io claim that agrees (else 401, reason claims). Routes may then list the ServiceAccounts
+// they take (routes[].serviceAccounts), and allowed requests carry the namespace and
+// the ServiceAccount (forward.kubernetes). `kubernetes: {}` is a cluster's in-cluster
+// defaults; so is `kubernetes:` with nothing after it.
+type Kubernetes struct {
+	// Source is where the keys come from: inCluster, the API server's /openid/v1/jwks
+	// with the pod's token; or public, the issuer's own discovery, as EKS, GKE and
+	// AKS publish it. [inCluster; none with jwksFile or jwks, which hold the keys]
+	Source    string `yaml:"source"`
+	APIServer string `yaml:"apiServer"` // inCluster: the API server [https://kubernetes.default.svc]
+	TokenFile string `yaml:"tokenFile"` // inCluster: the pod's token, re-read at every fetch [the mounted one]
+	CAFile    string `yaml:"caFile"`    // inCluster: the cluster's CA [the mounted one]
+}
+
+// Where a Kubernetes issuer's keys come from (kubernetes.source), and the in-cluster
+// defaults: what every pod has mounted, and the API server's name in every cluster.
+const (
+	SourceInCluster = "inCluster"
+	SourcePublic    = "public"
+
+	DefaultAPIServer = "https://kubernetes.default.svc"
+	DefaultTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+	DefaultCAFile    = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+
+	// KubernetesJWKSPath and KubernetesDiscoveryPath are the API server's paths of
+	// its ServiceAccount issuer's key set and discovery document.
+	KubernetesJWKSPath      = "/openid/v1/jwks"
+	KubernetesDiscoveryPath = "/.well-known/openid-configuration"
+)
 
 // Rule is a CEL expression over claims and request that must be true (docs/rules.md).
 type Rule struct {
@@ -229,6 +265,9 @@ type Route struct {
 	WebSocket bool     `yaml:"websocket"` // let WebSocket handshakes through [false]
 	SingleUse bool     `yaml:"singleUse"` // each token's jti once [false]
 	Rules     []Rule   `yaml:"rules"`     // must all hold, after the scopes [none]
+	// ServiceAccounts are the Kubernetes workloads this route takes, namespace/name
+	// or namespace/*, from the tokens of issuers with kubernetes only [any token].
+	ServiceAccounts []string `yaml:"serviceAccounts"`
 }
 
 // Forward says what the upstream receives with an allowed request.
@@ -245,7 +284,24 @@ type Forward struct {
 	// frameworks act on them: method overrides, URL rewrites, client addresses.
 	// [DefaultStripHeaders(); [] for none]
 	StripHeaders []string `yaml:"stripHeaders"`
+	// Kubernetes names the headers of a workload's identity, sent with the tokens of
+	// issuers with kubernetes [X-Auth-Namespace, X-Auth-ServiceAccount].
+	Kubernetes KubernetesHeaders `yaml:"kubernetes"`
 }
+
+// KubernetesHeaders name the headers that carry a Kubernetes workload's identity to
+// the upstream, from sub, with an allowed request whose token is of an issuer with
+// kubernetes. A name left out is its default; "" sends no such header.
+type KubernetesHeaders struct {
+	Namespace      *string `yaml:"namespace"`      // the ServiceAccount's namespace [X-Auth-Namespace]
+	ServiceAccount *string `yaml:"serviceAccount"` // its name [X-Auth-ServiceAccount]
+}
+
+// Defaults of forward.kubernetes.
+const (
+	DefaultNamespaceHeader      = "X-Auth-Namespace"
+	DefaultServiceAccountHeader = "X-Auth-ServiceAccount"
+)
 
 // ForwardValue is a header whose value a CEL expression computes from the verified
 // claims (docs/rules.md, "Headers from claims"), such as a list claim joined:
@@ -301,6 +357,7 @@ type Loaded struct {
 	AuthzListen string
 
 	values       []valueHeader // forward.values, compiled
+	kube         *kubeHeaders  // forward.kubernetes; nil without an issuer with kubernetes
 	identityOnce sync.Once
 	identity     *Identity
 }
@@ -432,6 +489,7 @@ func Load(path string, data []byte, p Purpose, o Overrides) (*Loaded, error) {
 	if err := doc.Decode(&file); err != nil {
 		return nil, sorted(append(problems, yamlProblems(path, err)...))
 	}
+	defaultKubernetes(doc, &file)
 	o.apply(&file)
 	l, errs := file.resolve(p)
 	for _, e := range errs {
@@ -802,7 +860,7 @@ func (c Config) resolve(p Purpose) (*Loaded, []error) {
 	for _, iss := range c.Issuers {
 		gc.Issuers = append(gc.Issuers, middleware.Issuer{
 			Config: jwks.Config{
-				Issuer: iss.Issuer, JWKSURI: iss.JWKSURI, JWKSFile: iss.JWKSFile, Algorithms: iss.Algorithms,
+				Issuer: iss.Issuer, JWKSURI: iss.JWKSURI, JWKSFile: iss.JWKSFile, JWKS: iss.JWKS, Algorithms: iss.Algorithms,
 				Refresh: jwks.Refresh{
 					Min: iss.Refresh.Min, Max: iss.Refresh.Max,
 					UnknownKIDEvery: iss.Refresh.UnknownKidEvery, UnknownKIDWait: iss.Refresh.UnknownKidWait,
@@ -832,10 +890,13 @@ func (c Config) resolve(p Purpose) (*Loaded, []error) {
 		gc.Routes = append(gc.Routes, middleware.Route{Match: r.Match, Public: r.Public, Scopes: r.Scopes, AnyScopes: r.AnyScopes,
 			Shadow: r.Shadow, WebSocket: r.WebSocket, SingleUse: r.SingleUse})
 	}
+	kubeIssuers, kubeKeys, kubeErrs := c.resolveKubernetes(l, &gc, seen)
+	errs = append(errs, kubeErrs...)
 	errs = append(errs, c.resolveSenderConstraints(l, &gc)...)
 	errs = append(errs, c.resolveRules(&gc)...)
+	errs = append(errs, c.resolveServiceAccounts(&gc, kubeIssuers)...)
 	if err := middleware.Validate(gc); err != nil {
-		errs = append(errs, joined.Flatten(err)...)
+		errs = append(errs, kubeProblems(joined.Flatten(err), kubeKeys)...)
 	}
 	l.Gate = gc
 	return l, errs

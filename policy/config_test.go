@@ -62,7 +62,7 @@ func TestLoadProblems(t *testing.T) {
 		want       []string // each a line of the error
 	}{
 		{"unknown key", strings.Replace(minimal, "audiences:", "audience:", 1),
-			[]string{`t.yaml:4: issuers[0].audience: unknown key (known here: issuer, jwksURI, jwksFile, audiences,`}},
+			[]string{`t.yaml:4: issuers[0].audience: unknown key (known here: issuer, jwksURI, jwksFile, jwks, audiences,`}},
 		{"unknown top-level key", minimal + "lisen: :80\n", []string{`t.yaml:7: lisen: unknown key`}},
 		{"key twice", minimal + "listen: :1\nlisten: :2\n", []string{`t.yaml:8: listen: appears twice`}},
 		{"wrong type", minimal + "tokens:\n  maxBytes: lots\n", []string{"t.yaml:8: cannot unmarshal `lots` into int"}},

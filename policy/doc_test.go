@@ -95,6 +95,12 @@ func TestConfigurationDocIsComplete(t *testing.T) {
 		"limits.tunnelIdle":                 "`" + short(policy.DefaultTunnelIdle) + "`",
 		"forward.stripHeaders":              "`" + strings.Join(policy.DefaultStripHeaders(), " ") + "`",
 		"forward.claims":                    "`{" + strings.Join(sortedBy(claims, []string{"sub", "client_id", "scope"}), ", ") + "}`",
+		"issuers[].kubernetes.apiServer":    "`" + policy.DefaultAPIServer + "`",
+		"issuers[].kubernetes.tokenFile":    "`" + policy.DefaultTokenFile + "`",
+		"issuers[].kubernetes.caFile":       "`" + policy.DefaultCAFile + "`",
+		"issuers[].kubernetes.source":       "`" + policy.SourceInCluster + "` (none with `jwksFile` or `jwks`, which then hold the keys)",
+		"forward.kubernetes.namespace":      "`" + policy.DefaultNamespaceHeader + "`",
+		"forward.kubernetes.serviceAccount": "`" + policy.DefaultServiceAccountHeader + "`",
 	} {
 		if got := documented[key]; got != want {
 			t.Errorf("%s: the doc says %s, the code %s", key, got, want)

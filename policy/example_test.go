@@ -36,7 +36,7 @@ routes:
 	// Output:
 	// tokengate.yaml:1: upstream: "localhost:8080" is not an http, https or h2c URL with a host and nothing else (no credentials, query or fragment)
 	// tokengate.yaml:3: issuers[0].audiences: is empty: a token for any API would be accepted; list this API's identifiers
-	// tokengate.yaml:4: issuers[0].audience: unknown key (known here: issuer, jwksURI, jwksFile, audiences, algorithms, tokenType, scopeClaim, audienceClaims, refresh, caFile, insecureHTTP, dpop, introspection, rules)
+	// tokengate.yaml:4: issuers[0].audience: unknown key (known here: issuer, jwksURI, jwksFile, jwks, audiences, algorithms, tokenType, scopeClaim, audienceClaims, refresh, caFile, insecureHTTP, dpop, introspection, rules, kubernetes)
 }
 
 // Identity writes the headers forward.claims names from verified claims, and removes

@@ -26,6 +26,10 @@ var renamed = map[string]string{
 	"Tokens.DPoP.NonceSecret":              "tokens.dpop.nonceSecretFile",
 	"Issuers.Introspection.ClientSecret":   "issuers[].introspection.clientSecretFile",
 	"Issuers.Introspection.ClientSecret[]": "issuers[].introspection.clientSecretFile",
+	// An issuer with kubernetes (source inCluster) fetches with the pod's token and
+	// checks its issuer at the API server.
+	"Issuers.BearerTokenFile": "issuers[].kubernetes.tokenFile",
+	"Issuers.IssuerCheckURL":  "issuers[].kubernetes.apiServer",
 }
 
 // yamlKey translates a Go path of middleware.Config into the file's key, such as

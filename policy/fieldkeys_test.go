@@ -14,10 +14,10 @@ var notInFile = map[string]string{
 	"Issuers[0].HTTPTimeout":      "jwks.DefaultHTTPTimeout",
 	"Issuers[0].MaxResponseBytes": "jwks.DefaultMaxResponseBytes",
 	"Issuers[0].MaxKeys":          "jwks.DefaultMaxKeys",
-	// Not in the file yet: issue 16's Kubernetes issuer is to set it (the pod's
-	// projected ServiceAccount token); until then Load leaves it empty.
-	"Issuers[0].BearerTokenFile": "empty",
-	"Tokens.KeepClaims[0]":       "the claims forward.claims names",
+	// An issuer with kubernetes gets serviceaccount.RequireWorkload, which no file
+	// key configures.
+	"Issuers[0].Checks[0]": "serviceaccount.RequireWorkload() for an issuer with kubernetes",
+	"Tokens.KeepClaims[0]": "the claims forward.claims names",
 }
 
 // goPaths lists every field path of a struct type, slices by their first element.

@@ -281,5 +281,16 @@ func fuzzConfigSeeds(f *testing.F) []string {
 		"upstream: \"\\x00\\u2028\"\n",
 		"\xff\xfe",
 		"issuers:\n  - issuer: " + strings.Repeat("x", 5000) + "\n",
+		// Kubernetes clusters' issuers: public discovery, with allow lists and renamed
+		// identity headers; inline keys; the in-cluster defaults (whose mounted files
+		// are missing here); malformed allow lists.
+		"upstream: http://127.0.0.1:8080\nissuers:\n  - issuer: https://oidc.eks.example.com/id/1\n    audiences: [orders]\n    kubernetes: {source: public}\nroutes:\n  - match: POST /refunds\n    serviceAccounts: [payments/billing, monitoring/*]\n  - match: /\nforward:\n  kubernetes: {namespace: X-Ns, serviceAccount: \"\"}\n",
+		"upstream: http://127.0.0.1:8080\nissuers:\n  - issuer: https://kubernetes.default.svc.cluster.local\n    audiences: [orders]\n    jwks: '" + inlineJWKS + "'\n    kubernetes:\nroutes:\n  - match: /\n    serviceAccounts: [shop/*]\n",
+		strings.Replace(minimal, "orders.example.com]\n", "orders.example.com]\n    kubernetes: {apiServer: https://10.0.0.1:6443, tokenFile: /t, caFile: /c}\n", 1),
+		strings.NewReplacer("orders.example.com]\n", "orders.example.com]\n    kubernetes: {source: public}\n",
+			"  - match: /\n", "  - match: /\n    serviceAccounts: [\"*/billing\", Payments/x, a/b/c, \"\"]\n").Replace(minimal) + "forward:\n  kubernetes: {namespace: Host}\n",
 	}
 }
+
+// inlineJWKS is a key set of one ES256 key, as a configuration file holds it.
+const inlineJWKS = `{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","use":"sig","alg":"ES256","x":"h7vQPkqloAqtK2fxhBt2QTzwJcBD4jlb_k8TTPwEXSo","y":"LcjP8v06lTIVtEUObY_OqAuBSSPL4LpXmjHX3Yq4neY"}]}`

@@ -44,6 +44,7 @@ func reservedHeader(name string) bool {
 type Identity struct {
 	claims []claimHeader   // in claim order
 	values []valueHeader   // in the file's order
+	kube   *kubeHeaders    // forward.kubernetes; nil without an issuer with kubernetes
 	strip  map[string]bool // normalized names to remove from client requests
 }
 
@@ -58,10 +59,21 @@ type valueHeader struct {
 	value  *rules.Value
 }
 
-// Identity returns the identity headers of this configuration (forward.claims and
-// forward.values), made once per Loaded.
+// Identity returns the identity headers of this configuration (forward.claims,
+// forward.values and, with an issuer of kind kubernetes, forward.kubernetes), made
+// once per Loaded.
 func (l *Loaded) Identity() *Identity {
-	l.identityOnce.Do(func() { l.identity = newIdentity(l.Forward.Claims, l.values...) })
+	l.identityOnce.Do(func() {
+		l.identity = newIdentity(l.Forward.Claims, l.values...)
+		if k := l.kube; k != nil {
+			l.identity.kube = k
+			for _, h := range []string{k.namespace, k.serviceAccount} {
+				if h != "" {
+					l.identity.strip[normalize(h)] = true
+				}
+			}
+		}
+	})
 	return l.identity
 }
 
@@ -86,14 +98,22 @@ func newIdentity(claims map[string]string, values ...valueHeader) *Identity {
 
 // Headers returns the names of the headers Set may write, canonical: those of
 // forward.claims in the order of their claims' names, then those of forward.values in
-// the file's order. The slice is the caller's own.
+// the file's order, then forward.kubernetes' namespace and ServiceAccount. The slice
+// is the caller's own.
 func (id *Identity) Headers() []string {
-	names := make([]string, 0, len(id.claims)+len(id.values))
+	names := make([]string, 0, len(id.claims)+len(id.values)+2)
 	for _, ch := range id.claims {
 		names = append(names, ch.header)
 	}
 	for _, v := range id.values {
 		names = append(names, v.header)
+	}
+	if k := id.kube; k != nil {
+		for _, h := range []string{k.namespace, k.serviceAccount} {
+			if h != "" {
+				names = append(names, h)
+			}
+		}
 	}
 	return names
 }
@@ -112,7 +132,8 @@ func (id *Identity) StripInbound(h http.Header) {
 }
 
 // Set writes the claim and value headers of an allowed request, from its verified
-// claims. A claim the token lacks sets no header. How claims are written:
+// claims, and, for a token of an issuer of kind kubernetes, the namespace and
+// ServiceAccount headers (forward.kubernetes). A claim the token lacks sets no header. How claims are written:
 // docs/configuration.md, "What the upstream receives". A value that cannot be computed
 // (a claim it reads is missing or of another type, the cost limit), or that could not
 // be sent whole (a control character, more than MaxValueBytes), sets no header either:
@@ -130,6 +151,9 @@ func (id *Identity) Set(h http.Header, c *middleware.Claims) {
 		if v, err := vh.value.Eval(nil, c); err == nil && len(v) <= MaxValueBytes {
 			h[vh.header] = []string{v}
 		}
+	}
+	if id.kube != nil {
+		id.kube.set(h, c)
 	}
 }
 

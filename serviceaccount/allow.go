@@ -93,16 +93,27 @@ func (a *AllowList) Allows(id Identity) bool {
 // hold makes the rule false. Either way the Gate answers 403 with reason "rule" and
 // logs the rule's name.
 //
-// The rule reads sub alone: it trusts that only a Kubernetes cluster's tokens reach
-// it, so put it on a Route or an Issuer whose issuers are clusters (an issuer that
-// lets its clients choose their sub could otherwise name any ServiceAccount).
-func (a *AllowList) Rule(name string) middleware.Rule {
-	return &allowRule{name: name, list: a}
+// The rule reads sub, which only a Kubernetes cluster vouches for: an issuer that
+// lets its clients choose their sub could otherwise name any ServiceAccount. Given
+// issuers (the exact iss of the clusters' ServiceAccount issuers), the rule refuses,
+// with ErrOtherIssuer, a token of any other issuer; without them it trusts that only
+// the clusters' tokens reach it, so put it only on a Route or an Issuer where that
+// holds.
+func (a *AllowList) Rule(name string, issuers ...string) middleware.Rule {
+	r := &allowRule{name: name, list: a}
+	if len(issuers) > 0 {
+		r.issuers = make(map[string]struct{}, len(issuers))
+		for _, iss := range issuers {
+			r.issuers[iss] = struct{}{}
+		}
+	}
+	return r
 }
 
 type allowRule struct {
-	name string
-	list *AllowList
+	name    string
+	list    *AllowList
+	issuers map[string]struct{} // nil: any issuer
 }
 
 var _ middleware.Rule = (*allowRule)(nil)
@@ -113,9 +124,29 @@ func (r *allowRule) Allow(_ *http.Request, c *middleware.Claims) (bool, error) {
 	if c == nil {
 		return false, fmt.Errorf("%w: no claims", ErrInvalidSubject)
 	}
+	if r.issuers != nil {
+		if _, ok := r.issuers[c.Issuer]; !ok {
+			return false, ErrOtherIssuer
+		}
+	}
 	id, err := Parse(c.Subject)
 	if err != nil {
 		return false, err
 	}
 	return r.list.Allows(id), nil
+}
+
+// RequireWorkload returns a middleware.ClaimsCheck for the Issuer of a Kubernetes
+// cluster (middleware.Issuer.Checks): it refuses a token unless its sub is a
+// ServiceAccount's and its kubernetes.io claim is what Kubernetes writes and names the
+// same ServiceAccount (KubernetesClaim). The Gate runs it once per token, before the
+// token is cached, and refuses with 401 invalid_token, reason claims: a token of the
+// cluster that is not a workload's is not a token this API takes.
+func RequireWorkload() middleware.ClaimsCheck { return workloadCheck{} }
+
+type workloadCheck struct{}
+
+func (workloadCheck) CheckClaims(c *middleware.Claims) error {
+	_, err := KubernetesClaim(c)
+	return err
 }

@@ -1,6 +1,7 @@
 package serviceaccount_test
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http/httptest"
 	"strings"
@@ -159,5 +160,63 @@ func TestRule(t *testing.T) {
 	var none *serviceaccount.AllowList
 	if allow, err := none.Rule("nil").Allow(r, &middleware.Claims{Subject: "system:serviceaccount:payments:billing"}); allow || err != nil {
 		t.Errorf("a nil list's rule: %v, %v", allow, err)
+	}
+}
+
+// Given the clusters' issuers, the rule refuses a token of any other issuer before it
+// reads sub: another issuer's client may have chosen its sub.
+func TestRuleOfIssuers(t *testing.T) {
+	a, err := serviceaccount.ParseAllow([]string{"payments/billing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const cluster, other = "https://kubernetes.default.svc.cluster.local", "https://auth.example.com"
+	rule := a.Rule("serviceAccounts", cluster, "https://oidc.eks.example/id/1")
+	r := httptest.NewRequest("POST", "/refunds", nil)
+	for _, tc := range []struct {
+		name, iss, sub string
+		allow          bool
+		err            error
+	}{
+		{"a cluster's listed ServiceAccount", cluster, "system:serviceaccount:payments:billing", true, nil},
+		{"the other cluster's", "https://oidc.eks.example/id/1", "system:serviceaccount:payments:billing", true, nil},
+		{"a cluster's other ServiceAccount", cluster, "system:serviceaccount:payments:refunds", false, nil},
+		{"another issuer naming a listed one", other, "system:serviceaccount:payments:billing", false, serviceaccount.ErrOtherIssuer},
+		{"no issuer", "", "system:serviceaccount:payments:billing", false, serviceaccount.ErrOtherIssuer},
+		{"a cluster's malformed sub", cluster, "system:serviceaccount:payments:Billing", false, serviceaccount.ErrInvalidSubject},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			allow, err := rule.Allow(r, &middleware.Claims{Issuer: tc.iss, Subject: tc.sub})
+			if allow != tc.allow || !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
+				t.Errorf("Allow = %v, %v; want %v, %v", allow, err, tc.allow, tc.err)
+			}
+		})
+	}
+}
+
+func TestRequireWorkload(t *testing.T) {
+	check := serviceaccount.RequireWorkload()
+	claim := func(raw string) map[string]json.RawMessage {
+		return map[string]json.RawMessage{"kubernetes.io": json.RawMessage(raw)}
+	}
+	good := `{"namespace":"payments","serviceaccount":{"name":"billing","uid":"u1"}}`
+	for _, tc := range []struct {
+		name string
+		c    *middleware.Claims
+		err  error
+	}{
+		{"a workload's token", &middleware.Claims{Subject: "system:serviceaccount:payments:billing", Raw: claim(good)}, nil},
+		{"a malformed sub", &middleware.Claims{Subject: "system:serviceaccount:payments:Billing", Raw: claim(good)}, serviceaccount.ErrInvalidSubject},
+		{"no kubernetes.io claim", &middleware.Claims{Subject: "system:serviceaccount:payments:billing"}, serviceaccount.ErrNoKubernetesClaim},
+		{"a claim of another ServiceAccount", &middleware.Claims{Subject: "system:serviceaccount:payments:refunds", Raw: claim(good)}, serviceaccount.ErrClaimMismatch},
+		{"a claim Kubernetes does not write", &middleware.Claims{Subject: "system:serviceaccount:payments:billing", Raw: claim(`{"namespace":"payments"}`)}, serviceaccount.ErrInvalidKubernetesClaim},
+		{"no claims", nil, serviceaccount.ErrNoKubernetesClaim},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := check.CheckClaims(tc.c)
+			if !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
+				t.Errorf("CheckClaims = %v, want %v", err, tc.err)
+			}
+		})
 	}
 }

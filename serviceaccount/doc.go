@@ -5,15 +5,26 @@
 // system:serviceaccount:<namespace>:<name>, and a kubernetes.io claim with the
 // namespace, the ServiceAccount, the pod and the node. Parse reads sub strictly into
 // an Identity; KubernetesClaim reads the claim into a Workload and checks that it
-// names the same ServiceAccount as sub; an AllowList says which ServiceAccounts may
-// call a route, and its Rule plugs into a middleware.Route or middleware.Issuer.
+// names the same ServiceAccount as sub; RequireWorkload holds every token of a
+// cluster's issuer to both (a middleware.ClaimsCheck); an AllowList says which
+// ServiceAccounts may call a route, and its Rule plugs into a middleware.Route or
+// middleware.Issuer.
 //
+//	const cluster = "https://kubernetes.default.svc.cluster.local"
 //	allow, err := serviceaccount.ParseAllow([]string{"payments/billing", "monitoring/*"})
 //	...
+//	cfg.Issuers = append(cfg.Issuers, middleware.Issuer{
+//		Config:    jwks.Config{Issuer: cluster, ...},
+//		Audiences: []string{"orders"},
+//		Checks:    []middleware.ClaimsCheck{serviceaccount.RequireWorkload()},
+//	})
 //	cfg.Routes = append(cfg.Routes, middleware.Route{
 //		Match: "POST /refunds",
-//		Rules: []middleware.Rule{allow.Rule("serviceAccounts")},
+//		Rules: []middleware.Rule{allow.Rule("serviceAccounts", cluster)},
 //	})
+//
+// The configuration file does the same with an issuer's kubernetes block and a
+// route's serviceAccounts (docs/kubernetes.md, "Service-to-service").
 //
 // # Names
 //
@@ -37,8 +48,9 @@
 // # Errors
 //
 // Every error matches one sentinel with errors.Is: ErrInvalidSubject,
-// ErrNoKubernetesClaim, ErrInvalidKubernetesClaim, ErrClaimMismatch, ErrInvalidEntry
-// (inside an *EntryError naming the entry's index) or ErrEmptyAllowList. No message
+// ErrNoKubernetesClaim, ErrInvalidKubernetesClaim, ErrClaimMismatch, ErrOtherIssuer,
+// ErrInvalidEntry (inside an *EntryError naming the entry's index) or
+// ErrEmptyAllowList. No message
 // quotes a token's claims: the Gate logs a subject only as a hash.
 //
 // The package imports the standard library and middleware alone.

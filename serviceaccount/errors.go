@@ -22,6 +22,9 @@ var (
 	// ErrClaimMismatch: the kubernetes.io claim names another namespace or
 	// ServiceAccount than sub.
 	ErrClaimMismatch = errors.New("the kubernetes.io claim and sub name different service accounts")
+	// ErrOtherIssuer: an allow list's Rule, given the clusters' issuers, saw a token
+	// of another issuer, whose sub no cluster vouches for.
+	ErrOtherIssuer = errors.New("the token's issuer is not a Kubernetes cluster the allow list trusts")
 	// ErrInvalidEntry: an allow-list entry is not namespace/name or namespace/*.
 	ErrInvalidEntry = errors.New("invalid allow-list entry")
 	// ErrEmptyAllowList: ParseAllow was given no entry. An empty list would refuse

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -333,29 +334,48 @@ func checkDeployment(t *testing.T, d *appsv1.Deployment, set []string) {
 
 func checkWebhook(t *testing.T, m *admissionregistrationv1.MutatingWebhookConfiguration, set []string) {
 	t.Helper()
-	w := m.Webhooks[0]
-	if *w.FailurePolicy != admissionregistrationv1.Fail || *w.SideEffects != admissionregistrationv1.SideEffectClassNone || *w.TimeoutSeconds > 10 {
-		t.Error("failurePolicy Fail, sideEffects None and a short timeout")
+	// A webhook per opt-in label, in this order: the sidecar's first, so that a pod with
+	// both labels gets everything from it and the second has nothing left to do.
+	labels := []string{inject.LabelInject, inject.LabelClientTokens}
+	if len(m.Webhooks) != len(labels) {
+		t.Fatalf("%d webhooks, want %d", len(m.Webhooks), len(labels))
 	}
-	if w.ObjectSelector.MatchLabels["tokengate.io/inject"] != "true" {
-		t.Error("the webhook is not limited to labelled pods")
+	names := map[string]bool{}
+	for i, w := range m.Webhooks {
+		names[w.Name] = true
+		if *w.FailurePolicy != admissionregistrationv1.Fail || *w.SideEffects != admissionregistrationv1.SideEffectClassNone || *w.TimeoutSeconds > 10 {
+			t.Errorf("%s: failurePolicy Fail, sideEffects None and a short timeout", w.Name)
+		}
+		if w.ReinvocationPolicy == nil || *w.ReinvocationPolicy != admissionregistrationv1.IfNeededReinvocationPolicy {
+			t.Errorf("%s: reinvocationPolicy IfNeeded, so that containers other webhooks add later are seen", w.Name)
+		}
+		if sel := w.ObjectSelector; sel == nil || len(sel.MatchLabels) != 1 || sel.MatchLabels[labels[i]] != "true" || len(sel.MatchExpressions) != 0 {
+			t.Errorf("%s is not limited to pods labelled %s: %+v", w.Name, labels[i], w.ObjectSelector)
+		}
+		ex := w.NamespaceSelector.MatchExpressions[0]
+		if ex.Key != "kubernetes.io/metadata.name" || ex.Operator != metav1.LabelSelectorOpNotIn || !slices.Contains(ex.Values, "kube-system") || !slices.Contains(ex.Values, namespace) {
+			t.Errorf("%s: namespaceSelector %+v", w.Name, ex)
+		}
+		if has(set, "webhook.excludedNamespaces={legacy,batch}") && !slices.Contains(ex.Values, "legacy") {
+			t.Errorf("%s: excluded namespaces", w.Name)
+		}
+		if w.ClientConfig.Service == nil || *w.ClientConfig.Service.Path != inject.MutatePath {
+			t.Errorf("%s: clientConfig", w.Name)
+		}
+		cm := has(set, "certificates.certManager.enabled=true")
+		if cm && (len(w.ClientConfig.CABundle) != 0 || m.Annotations["cert-manager.io/inject-ca-from"] == "") || !cm && len(w.ClientConfig.CABundle) == 0 {
+			t.Errorf("%s: the CA bundle comes neither from cert-manager nor from the generated CA", w.Name)
+		}
+		if i > 0 && (!bytes.Equal(w.ClientConfig.CABundle, m.Webhooks[0].ClientConfig.CABundle) || !reflect.DeepEqual(w.ClientConfig.Service, m.Webhooks[0].ClientConfig.Service)) {
+			t.Errorf("%s does not call the injector %s calls, with the same CA", w.Name, m.Webhooks[0].Name)
+		}
+		if !slices.Equal(w.AdmissionReviewVersions, []string{"v1"}) || len(w.Rules) != 1 || !slices.Equal(w.Rules[0].Resources, []string{"pods"}) ||
+			!slices.Equal(w.Rules[0].Operations, []admissionregistrationv1.OperationType{admissionregistrationv1.Create}) {
+			t.Errorf("%s: rules", w.Name)
+		}
 	}
-	ex := w.NamespaceSelector.MatchExpressions[0]
-	if ex.Key != "kubernetes.io/metadata.name" || ex.Operator != metav1.LabelSelectorOpNotIn || !slices.Contains(ex.Values, "kube-system") || !slices.Contains(ex.Values, namespace) {
-		t.Errorf("namespaceSelector %+v", ex)
-	}
-	if has(set, "webhook.excludedNamespaces={legacy,batch}") && !slices.Contains(ex.Values, "legacy") {
-		t.Error("excluded namespaces")
-	}
-	if w.ClientConfig.Service == nil || *w.ClientConfig.Service.Path != inject.MutatePath {
-		t.Error("clientConfig")
-	}
-	cm := has(set, "certificates.certManager.enabled=true")
-	if cm && (len(w.ClientConfig.CABundle) != 0 || m.Annotations["cert-manager.io/inject-ca-from"] == "") || !cm && len(w.ClientConfig.CABundle) == 0 {
-		t.Error("the CA bundle comes neither from cert-manager nor from the generated CA")
-	}
-	if !slices.Equal(w.AdmissionReviewVersions, []string{"v1"}) || w.Rules[0].Resources[0] != "pods" || w.Rules[0].Operations[0] != admissionregistrationv1.Create {
-		t.Error("rules")
+	if len(names) != len(m.Webhooks) {
+		t.Error("two webhooks share a name")
 	}
 }
 

@@ -121,12 +121,19 @@ func TestDefaultsAreTheInjectors(t *testing.T) {
 	}
 
 	// What the chart's other objects expect of the injector and the sidecar.
-	w := hook.Webhooks[0]
-	if w.ClientConfig.Service == nil || w.ClientConfig.Service.Path == nil || *w.ClientConfig.Service.Path != inject.MutatePath {
-		t.Errorf("the webhook configuration does not call %s", inject.MutatePath)
+	selects := map[string]bool{}
+	for _, w := range hook.Webhooks {
+		if w.ClientConfig.Service == nil || w.ClientConfig.Service.Path == nil || *w.ClientConfig.Service.Path != inject.MutatePath {
+			t.Errorf("webhook %s does not call %s", w.Name, inject.MutatePath)
+		}
+		for label := range w.ObjectSelector.MatchLabels {
+			selects[label] = true
+		}
 	}
-	if _, ok := w.ObjectSelector.MatchLabels[inject.LabelInject]; !ok {
-		t.Errorf("the webhook configuration does not select pods by %s", inject.LabelInject)
+	for _, label := range []string{inject.LabelInject, inject.LabelClientTokens} {
+		if !selects[label] {
+			t.Errorf("no webhook selects pods by %s", label)
+		}
 	}
 	if len(pm.Spec.PodMetricsEndpoints) == 0 || pm.Spec.PodMetricsEndpoints[0].Port != inject.AdminPortName {
 		t.Errorf("the PodMonitor does not scrape the sidecar's port %s", inject.AdminPortName)

@@ -318,6 +318,17 @@ func (c *Cluster) Issuer() string {
 // certificate: a pod's /var/run/secrets/kubernetes.io/serviceaccount/ca.crt.
 func (c *Cluster) CAFile() string { return c.pki.caFile }
 
+// SigningKeyFile is the private key (PEM, PKCS #1) the API server signs
+// ServiceAccount tokens with now, for a test that must sign what TokenRequest cannot
+// mint (an expired token: TokenRequest's shortest lifetime is ten minutes) with the
+// cluster's own key, so that the token differs from a real one only where the test
+// says.
+func (c *Cluster) SigningKeyFile() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.keyFiles[len(c.keyFiles)-1]
+}
+
 // CAPEM is the content of CAFile.
 func (c *Cluster) CAPEM(t testing.TB) []byte {
 	t.Helper()

@@ -1,8 +1,10 @@
 package inject
 
-// The label and annotations a pod uses to ask for tokengate, in one place. A pod opts in
-// with the label (a label, so that the webhook's objectSelector keeps every other pod
-// away from it) and says how with annotations.
+// The labels and annotations a pod uses to ask for tokengate, in one place. A pod opts in
+// with a label (a label, so that the webhook's objectSelector keeps every other pod away
+// from it) and says how with annotations. An API's pod asks for the sidecar
+// (LabelInject); a pod that calls such APIs asks for ServiceAccount tokens
+// (LabelClientTokens); a pod may ask for both.
 const (
 	// LabelInject opts a pod in: "true". "false" opts out; any other value is refused,
 	// because a pod that tried to ask for protection must not start without it.
@@ -50,6 +52,59 @@ const (
 	// marked alone, so that injecting twice cannot happen.
 	AnnotationStatus = "tokengate.io/status"
 	StatusInjected   = "injected"
+)
+
+// The label and annotations of a client pod: one that calls APIs guarded by tokengate
+// with projected ServiceAccount tokens, one per audience, that the kubelet requests,
+// writes and rotates. The webhook adds the projected volume and its mounts; it adds no
+// container, so a client pod needs nothing else of tokengate.
+const (
+	// LabelClientTokens opts a pod in: "true". "false" opts out; any other value is
+	// refused. Without it the webhook never sees a pod that is not also labelled
+	// LabelInject, so the annotations below would do nothing: where the webhook does
+	// see them without the label, it refuses the pod.
+	LabelClientTokens = "tokengate.io/client-tokens"
+
+	// AnnotationClientTokenAudiences lists the audiences to get a token for,
+	// separated by commas (required with LabelClientTokens): each the name of an API,
+	// as its tokengate configuration lists it under the issuer's audiences. At most
+	// MaxClientTokenAudiences, each at most MaxClientTokenAudienceLength characters of
+	// printable ASCII without spaces or commas, no two alike, and no two with the same
+	// file name (TokenFileName). Spaces around the commas are ignored.
+	AnnotationClientTokenAudiences = "tokengate.io/client-token-audiences"
+
+	// AnnotationClientTokenExpirationSeconds is the lifetime the kubelet asks for, in
+	// seconds: from MinClientTokenExpirationSeconds to MaxClientTokenExpirationSeconds,
+	// Kubernetes' own bounds [DefaultClientTokenExpirationSeconds]. The API server may
+	// shorten it (--service-account-max-token-expiration).
+	AnnotationClientTokenExpirationSeconds = "tokengate.io/client-token-expiration-seconds"
+
+	// AnnotationClientTokenContainers names the containers (or init containers) that
+	// mount the tokens, separated by commas [every container and init container of the
+	// pod; never the tokengate sidecar].
+	AnnotationClientTokenContainers = "tokengate.io/client-token-containers"
+)
+
+// Names and bounds of client tokens.
+const (
+	// ClientTokenVolumeName is the projected volume of the tokens. A pod that has it
+	// already has its tokens: the webhook adds nothing (when it holds what the
+	// annotations ask for) or refuses the pod (when it does not).
+	ClientTokenVolumeName = "tokengate-client-tokens"
+	// ClientTokenDir is where every chosen container mounts the volume, read-only:
+	// the token for an audience is the file TokenFileName(audience) in it
+	// (TokenPath).
+	ClientTokenDir = "/var/run/secrets/tokengate.io/tokens"
+
+	// MaxClientTokenAudiences bounds the audiences of a pod.
+	MaxClientTokenAudiences = 16
+	// MaxClientTokenAudienceLength bounds an audience, in bytes, so that its file name
+	// fits every file system's 255.
+	MaxClientTokenAudienceLength = 253
+	// MinClientTokenExpirationSeconds and MaxClientTokenExpirationSeconds are the
+	// bounds Kubernetes' validation puts on a projected token's expirationSeconds.
+	MinClientTokenExpirationSeconds = 600
+	MaxClientTokenExpirationSeconds = 1 << 32
 )
 
 // Names the webhook adds to a pod.

@@ -40,6 +40,11 @@ const (
 	DefaultSidecarRunAsUser = 65532
 )
 
+// DefaultClientTokenExpirationSeconds is the lifetime of a client token
+// (AnnotationClientTokenExpirationSeconds): an hour, Kubernetes' own default for a
+// projected token. The kubelet replaces the file at 80 % of it.
+const DefaultClientTokenExpirationSeconds = 3600
+
 // Defaults of the injector itself: its flags, and Server's zero values.
 const (
 	// DefaultListenAddr is the address of the webhook (TLS).

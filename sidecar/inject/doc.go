@@ -1,5 +1,6 @@
 // Package inject is the Kubernetes mutating admission webhook that adds the tokengate
-// sidecar to the pods that ask for it.
+// sidecar to the pods that ask for it, and ServiceAccount tokens to the pods that call
+// them.
 //
 // A pod opts in with the label tokengate.io/inject: "true" and says how with
 // annotations (see annotations.go): the port its API listens on, on 127.0.0.1, and the
@@ -13,9 +14,19 @@
 // store's Redis credentials, mounted read-only into the sidecar only; and the
 // annotation tokengate.io/status: injected, which makes a second injection a no-op.
 //
-// A pod that asks with annotations that cannot work is refused, with a message that
-// lists every problem and how to fix it: an API that asked for protection never starts
-// unprotected.
+// A pod that calls such APIs opts in with the label tokengate.io/client-tokens: "true"
+// and names their audiences in tokengate.io/client-token-audiences (with
+// tokengate.io/client-token-expiration-seconds and tokengate.io/client-token-containers
+// to say more). The webhook adds no container to it: a projected volume with a
+// ServiceAccount token per audience, which the kubelet requests and rotates, mounted
+// read-only at /var/run/secrets/tokengate.io/tokens (TokenPath names each file) into
+// every container, or those named. A pod that has that volume already is left alone.
+// A pod may ask for both; the chart's webhook configuration has a webhook per label,
+// since an objectSelector cannot match either of two, and both call Patch.
+//
+// A pod that asks with a label or annotations that cannot work is refused, with a
+// message that lists every problem and how to fix it: an API that asked for protection
+// never starts unprotected, nor a client without its tokens.
 //
 // # Layout
 //

@@ -20,8 +20,8 @@ import (
 const maxReviewBytes = 4 << 20
 
 // Webhook is the admission plumbing around Patch: AdmissionReview v1 in, AdmissionReview
-// v1 out. Pod creations get the sidecar, a refusal, or nothing; everything else is
-// allowed unchanged.
+// v1 out. Pod creations get the sidecar, client tokens, both, a refusal, or nothing;
+// everything else is allowed unchanged.
 type Webhook struct {
 	Defaults Defaults
 	Log      *slog.Logger
@@ -108,9 +108,27 @@ func (wh *Webhook) review(req *admissionv1.AdmissionRequest) *admissionv1.Admiss
 	if err != nil {
 		return deny(http.StatusInternalServerError, fmt.Sprintf("tokengate: encoding the patch: %v", err))
 	}
-	log.Info("sidecar injected", "pod", pod.Name)
+	sidecar, tokens := added(ops)
+	log.Info("pod patched", "pod", pod.Name, "sidecar", sidecar, "clientTokens", tokens)
 	pt := admissionv1.PatchTypeJSONPatch
 	return &admissionv1.AdmissionResponse{Allowed: true, PatchType: &pt, Patch: patch}
+}
+
+// added says what a patch adds, for the log line: the sidecar, client tokens.
+func added(ops []Op) (sidecar, tokens bool) {
+	for _, op := range ops {
+		switch v := op.Value.(type) {
+		case corev1.Container, []corev1.Container:
+			sidecar = true
+		case corev1.Volume:
+			tokens = tokens || v.Name == ClientTokenVolumeName
+		case []corev1.Volume:
+			for _, vol := range v {
+				tokens = tokens || vol.Name == ClientTokenVolumeName
+			}
+		}
+	}
+	return sidecar, tokens
 }
 
 func deny(code int32, msg string) *admissionv1.AdmissionResponse {
