@@ -58,6 +58,7 @@ func TestParseAllowRefuses(t *testing.T) {
 		{"empty namespace", "/billing", "namespace: is empty"},
 		{"empty name", "payments/", "name: is empty"},
 		{"two slashes", "payments/billing/x", "more than one '/'"},
+		{"a double slash", "payments//billing", "more than one '/'"},
 		{"wildcard namespace", "*/billing", "the namespace cannot be a wildcard"},
 		{"wildcard everything", "*/*", "the namespace cannot be a wildcard"},
 		{"a star alone", "*", "not namespace/name or namespace/*"},

@@ -66,7 +66,7 @@ func TestKubernetesClaimOptionalMembers(t *testing.T) {
 	}{
 		{"not bound to a pod", `{"namespace": "payments", "serviceaccount": {"name": "billing", "uid": "u1"}}`, serviceaccount.Ref{}, serviceaccount.Ref{}},
 		{"a pod without its node (before 1.30)", `{"namespace": "payments", "serviceaccount": {"name": "billing", "uid": "u1"}, "pod": {"name": "p", "uid": "u2"}}`, serviceaccount.Ref{Name: "p", UID: "u2"}, serviceaccount.Ref{}},
-		{"bound to a node", `{"namespace": "payments", "serviceaccount": {"name": "billing", "uid": "u1"}, "node": {"name": "n", "uid": "u3"}}`, serviceaccount.Ref{}, serviceaccount.Ref{Name: "n", UID: "u3"}},
+		{"bound to a node", `{"namespace": "payments", "serviceaccount": {"name": "billing", "uid": "u1"}, "node": {"name": "n", "uid": "!u~3"}}`, serviceaccount.Ref{}, serviceaccount.Ref{Name: "n", UID: "!u~3"}},
 		{"unknown members are ignored", `{"namespace": "payments", "serviceaccount": {"name": "billing", "uid": "u1", "extra": [1]}, "secret": {"name": "s", "uid": "u4"}, "attestations": {}, "future": null}`, serviceaccount.Ref{}, serviceaccount.Ref{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -109,6 +109,8 @@ func TestKubernetesClaimRefused(t *testing.T) {
 		{"uid a number", `{` + sub + `, "kubernetes.io": {"namespace": "payments", "serviceaccount": {"name": "billing", "uid": 1}}}`, serviceaccount.ErrInvalidKubernetesClaim, "serviceaccount.uid is not a string"},
 		{"uid empty", `{` + sub + `, "kubernetes.io": {"namespace": "payments", "serviceaccount": {"name": "billing", "uid": ""}}}`, serviceaccount.ErrInvalidKubernetesClaim, "serviceaccount.uid: is empty"},
 		{"uid with a newline", `{` + sub + `, "kubernetes.io": {"namespace": "payments", "serviceaccount": {"name": "billing", "uid": "u\n1"}}}`, serviceaccount.ErrInvalidKubernetesClaim, "serviceaccount.uid: byte 1 is not printable"},
+		{"uid with a space", `{` + sub + `, "kubernetes.io": {"namespace": "payments", "serviceaccount": {"name": "billing", "uid": "u 1"}}}`, serviceaccount.ErrInvalidKubernetesClaim, "serviceaccount.uid: byte 1 is not printable"},
+		{"uid with DEL", `{` + sub + `, "kubernetes.io": {"namespace": "payments", "serviceaccount": {"name": "billing", "uid": "u\u007f"}}}`, serviceaccount.ErrInvalidKubernetesClaim, "serviceaccount.uid: byte 1 is not printable"},
 		{"uid too long", `{` + sub + `, "kubernetes.io": {"namespace": "payments", "serviceaccount": {"name": "billing", "uid": "` + strings.Repeat("u", 129) + `"}}}`, serviceaccount.ErrInvalidKubernetesClaim, "serviceaccount.uid: is longer than 128"},
 		{"pod a string", `{` + sub + `, "kubernetes.io": {"namespace": "payments", ` + sa + `, "pod": "billing-1"}}`, serviceaccount.ErrInvalidKubernetesClaim, "pod is not a JSON object"},
 		{"pod null", `{` + sub + `, "kubernetes.io": {"namespace": "payments", ` + sa + `, "pod": null}}`, serviceaccount.ErrInvalidKubernetesClaim, "pod is not a JSON object"},
