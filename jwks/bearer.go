@@ -147,5 +147,5 @@ func withheldHint(err error, b *bearerTransport, rawURL string) error {
 	if perr != nil || b.sendsTo(u) {
 		return err
 	}
-	return fmt.Errorf("%w (the token of BearerTokenFile was not sent to %s: it goes only to the origins of Issuer, JWKSURI and IssuerCheckURL, over https; name the key set in JWKSURI if it is to be fetched with the token)", err, originOf(u))
+	return fmt.Errorf("%w (the token of BearerTokenFile was not sent to %s: it goes only to the origins of JWKSURI and IssuerCheckURL (of Issuer, without JWKSURI), over https or plain http to loopback; name the key set in JWKSURI if it is to be fetched with the token)", err, originOf(u))
 }

@@ -359,3 +359,40 @@ func TestInlineJWKS(t *testing.T) {
 		t.Errorf("status %+v", st)
 	}
 }
+
+// The issuer check waits for the first fetch that loads keys: while the API server
+// refuses the pod's token (or cannot be reached), checking the issuer would fail too,
+// say nothing about it, and hold up the retry of the keys.
+func TestIssuerCheckAfterAFailedFetch(t *testing.T) {
+	keys := lightServer(t)
+	kube := newKubeServer(t, keys, secret1)
+	ca := caFile(t, kube.Server)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	writeToken(t, tokenFile, secret2) // refused: 401
+	var logs e2etest.LockedBuffer
+	var seen []string
+	set := newSet(t, keys, func(c *jwks.Config) {
+		*c = jwks.Config{Issuer: kube.URL, JWKSURI: kube.URL + kubeJWKS, IssuerCheckURL: kube.URL + kubeDiscovery, CAFile: ca, BearerTokenFile: tokenFile}
+	}, func(o *jwks.Options) { o.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
+	// The start-up fetch and its retry, a second later, both refused.
+	eventually(t, "two refused fetches of the keys", func() bool {
+		seen = append(seen, kube.requests()...)
+		return len(seen) >= 2
+	})
+	for _, r := range seen {
+		if r != kubeJWKS+" Bearer "+secret2 {
+			t.Fatalf("requests while the token is refused = %q, want only the key set's", seen)
+		}
+	}
+	if strings.Contains(logs.String(), "the issuer") {
+		t.Fatalf("the issuer was checked while no keys loaded:\n%s", logs.String())
+	}
+	writeToken(t, tokenFile, secret1)
+	ready(t, set)
+	eventually(t, "the issuer check's log line", func() bool {
+		return strings.Contains(logs.String(), "the issuer is the one the server's discovery document names")
+	})
+	if got := kube.requests(); !slices.Contains(got, kubeDiscovery+" Bearer "+secret1) {
+		t.Errorf("requests = %q, want the discovery document read with the token", got)
+	}
+}

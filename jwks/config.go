@@ -89,7 +89,8 @@ type Config struct {
 	// The file is read again at every fetch, so a token that the kubelet rotates is
 	// used as soon as it is written, and a file that cannot be read, or that holds no
 	// token, fails the fetch (the last good keys stay in use). The token goes only to
-	// the origins of Issuer, JWKSURI and IssuerCheckURL (scheme, host and port), over
+	// the origins of JWKSURI and IssuerCheckURL, or of Issuer when there is no JWKSURI
+	// and discovery runs there (scheme, host and port), over
 	// https or plain http to a loopback host: never to a jwks_uri that discovery names
 	// elsewhere, nor to another origin across a redirect, nor into a log line or an
 	// error. New checks that the file holds a token. Exclusive with JWKSFile, JWKS and

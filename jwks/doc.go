@@ -38,7 +38,8 @@
 //   - An issuer whose metadata is not public (a Kubernetes API server's
 //     /openid/v1/jwks) is fetched with the bearer token of BearerTokenFile, read at
 //     every fetch so that a rotated token is used at once, and sent only over https (or
-//     to loopback) to the origins of Issuer, JWKSURI and IssuerCheckURL, never across
+//     to loopback) to the origins of JWKSURI and IssuerCheckURL (of Issuer, whose
+//     discovery it reads, without JWKSURI), never across
 //     a redirect to another origin nor to a jwks_uri that discovery names elsewhere. A
 //     file that cannot be read fails the fetch; no request goes out without its token.
 //     With JWKSURI, which skips discovery, IssuerCheckURL names the discovery document

@@ -136,7 +136,13 @@ func newSet(ctx context.Context, cfg Config, allowed algSet, roots *x509.CertPoo
 	base := newTransport(cfg.HTTPTimeout, roots)
 	var transport http.RoundTripper = base
 	if cfg.BearerTokenFile != "" {
-		s.bearer = newBearerTransport(base, cfg.BearerTokenFile, cfg.Issuer, cfg.JWKSURI, cfg.IssuerCheckURL)
+		// Issuer's origin only when discovery runs there: with JWKSURI nothing is
+		// fetched from it, and an issuer may be a public host (a managed cluster's).
+		origins := []string{cfg.JWKSURI, cfg.IssuerCheckURL}
+		if cfg.JWKSURI == "" {
+			origins = append(origins, cfg.Issuer)
+		}
+		s.bearer = newBearerTransport(base, cfg.BearerTokenFile, origins...)
 		transport = s.bearer
 	}
 	s.client = newHTTPClient(cfg.HTTPTimeout, transport)
@@ -353,8 +359,10 @@ func (s *Set) run() {
 		case <-s.ctx.Done():
 			return
 		}
-		if checkIssuer {
-			// After the first fetch, so that it never delays the keys.
+		if checkIssuer && f.err == nil {
+			// After the first fetch that loaded keys, so that it never delays them, nor
+			// the retry of a fetch that failed (a server not yet reachable at start),
+			// when it would most likely fail too and say nothing about the issuer.
 			checkIssuer = false
 			s.checkIssuer()
 		}

@@ -2,6 +2,7 @@ package jwks
 
 import (
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -123,5 +124,55 @@ func TestReadBearerToken(t *testing.T) {
 	}
 	if _, err := readBearerToken(filepath.Join(dir, "none")); err == nil || !strings.Contains(err.Error(), "cannot be read") {
 		t.Errorf("a missing file: %v", err)
+	}
+}
+
+// A Set sends its token to the origins it fetches from: the key set's and the issuer
+// check's, and the issuer's only when discovery runs there (no JWKSURI). A managed
+// cluster's issuer is a public host that a pod's token has no business reaching.
+func TestBearerOriginsOfASet(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler()) // fetches fail; only the origins matter
+	t.Cleanup(srv.Close)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("tok"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const public = "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
+	for _, tc := range []struct {
+		name         string
+		cfg          Config
+		sends, holds []string
+	}{
+		{
+			"with JWKSURI, not the issuer",
+			Config{Issuer: public, JWKSURI: srv.URL + "/openid/v1/jwks", IssuerCheckURL: srv.URL + "/.well-known/openid-configuration"},
+			[]string{srv.URL + "/openid/v1/jwks", srv.URL + "/.well-known/openid-configuration"},
+			[]string{public + "/.well-known/openid-configuration", public + "/keys"},
+		},
+		{
+			"without JWKSURI, the issuer, where discovery runs",
+			Config{Issuer: srv.URL},
+			[]string{srv.URL + "/.well-known/openid-configuration", srv.URL + "/keys"},
+			[]string{public + "/keys"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.BearerTokenFile = tokenFile
+			s, err := New(t.Context(), tc.cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(s.Close)
+			for _, raw := range tc.sends {
+				if u, _ := url.Parse(raw); !s.bearer.sendsTo(u) {
+					t.Errorf("the token is not sent to %s", raw)
+				}
+			}
+			for _, raw := range tc.holds {
+				if u, _ := url.Parse(raw); s.bearer.sendsTo(u) {
+					t.Errorf("the token would be sent to %s", raw)
+				}
+			}
+		})
 	}
 }

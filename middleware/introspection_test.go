@@ -272,3 +272,28 @@ func TestOpaqueTokenOfMaxBytes(t *testing.T) {
 		t.Errorf("an opaque token of exactly tokens.maxBytes: %d", w.Code)
 	}
 }
+
+// TestIssuerChecksOnOpaqueTokens: an issuer's own checks (Issuer.Checks) hold its
+// opaque tokens to them as they hold its JWTs: a refused answer is 401, reason claims,
+// and never reaches the API.
+func TestIssuerChecksOnOpaqueTokens(t *testing.T) {
+	e := introspectionEnv(t, false, 0, func(c *middleware.Config) {
+		c.Issuers[0].Checks = []middleware.ClaimsCheck{middleware.ClaimsCheckFunc(func(c *middleware.Claims) error {
+			if !strings.HasPrefix(c.Subject, "system:serviceaccount:") {
+				return errors.New("not a workload")
+			}
+			return nil
+		})}
+	})
+	if w := e.do("GET", "/orders/1", bearer(e.as.MintOpaque(jwkstest.Claims{"scope": "orders:read", "sub": "system:serviceaccount:payments:billing"}))); w.Code != 200 {
+		t.Fatalf("an answer the check accepts: %d %q", w.Code, w.Header().Get("WWW-Authenticate"))
+	}
+	before := e.api.calls.Load()
+	w := e.do("GET", "/orders/1", bearer(e.as.MintOpaque(jwkstest.Claims{"scope": "orders:read", "sub": "alice"})))
+	if w.Code != 401 || !strings.Contains(w.Header().Get("WWW-Authenticate"), `error="invalid_token"`) || e.count(middleware.DecisionDenied, "claims", "GET /orders/{id}") != 1 {
+		t.Errorf("an answer the check refuses: %d %q", w.Code, w.Header().Get("WWW-Authenticate"))
+	}
+	if e.api.calls.Load() != before {
+		t.Error("a refused opaque token reached the API")
+	}
+}

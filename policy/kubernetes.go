@@ -67,7 +67,8 @@ func defaultKubernetes(doc *yaml.Node, c *Config) {
 }
 
 // member returns the value of key in the mapping n, aliases followed; nil when n is
-// not a mapping or has no such key.
+// not a mapping or has no such key. (Merge keys, <<, need not be followed: the
+// loader refuses them as unknown keys.)
 func member(n *yaml.Node, key string) *yaml.Node {
 	for n != nil && n.Kind == yaml.AliasNode {
 		n = n.Alias
@@ -146,6 +147,14 @@ func (c Config) resolveKubernetes(l *Loaded, gc *middleware.Config, seen map[str
 			}
 		default:
 			bad(at+".kubernetes.source", "%q: use inCluster (the API server, with the pod's token) or public (the issuer's public discovery)", k.Source)
+		}
+		// What a pod's default token is for: the API server's audiences (the issuer,
+		// unless --api-audiences says otherwise) and the names it is reached by.
+		apiAudiences := []string{iss.Issuer, "https://kubernetes.default.svc", "https://kubernetes.default.svc.cluster.local", cmp.Or(k.APIServer, DefaultAPIServer)}
+		for j, a := range iss.Audiences {
+			if slices.ContainsFunc(apiAudiences, func(api string) bool { return strings.TrimSuffix(api, "/") == strings.TrimSuffix(a, "/") }) {
+				bad(fmt.Sprintf("%s.audiences[%d]", at, j), "%q is the API server's own audience: every pod's default token would be accepted, and the API would receive tokens that work at the API server with their pods' permissions; use this API's own name (its Service's, such as orders), which callers request for their projected token", a)
+			}
 		}
 	}
 

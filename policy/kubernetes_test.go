@@ -146,6 +146,8 @@ func TestKubernetesRulesAndHeaders(t *testing.T) {
 	}{
 		{"a workload", cluster, "system:serviceaccount:payments:billing", "payments", "billing"},
 		{"a plain issuer's token", "https://auth.example.com", "system:serviceaccount:payments:billing", "", ""},
+		// The workload check refuses such a token first; the headers do not rely on it.
+		{"a cluster's token whose sub is not a ServiceAccount's", cluster, "system:node:node-1", "", ""},
 	} {
 		h := http.Header{"X-Auth-Namespace": {"kube-system"}, "X_auth_serviceaccount": {"admin"}}
 		id.StripInbound(h)
@@ -166,7 +168,9 @@ func TestKubernetesRulesAndHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := http.Header{"X-Namespace": {"spoofed"}}
+	// A client's X-Auth-ServiceAccount is still removed: a header turned off is not
+	// one that a client may now set (the API may read it whatever this file says).
+	h := http.Header{"X-Namespace": {"spoofed"}, "X-Auth-Serviceaccount": {"admin"}}
 	l.Identity().StripInbound(h)
 	l.Identity().Set(h, &middleware.Claims{Issuer: cluster, Subject: "system:serviceaccount:payments:billing"})
 	if len(h) != 1 || h.Get("X-Namespace") != "payments" {
@@ -255,6 +259,12 @@ func TestKubernetesProblems(t *testing.T) {
 			[]string{
 				"t.yaml:9: routes[0].serviceAccounts: no issuer has kubernetes",
 				"t.yaml:12: forward.kubernetes: is set, but no issuer has kubernetes",
+			}},
+		{"the API server's audiences", strings.Replace(kubeFile("    kubernetes:\n      apiServer: https://10.0.0.1:6443/\n"+files), "audiences: [orders]", "audiences: [orders, "+cluster+"/, https://kubernetes.default.svc, 'https://10.0.0.1:6443']", 1),
+			[]string{
+				`t.yaml:4: issuers[0].audiences[1]: "` + cluster + `/" is the API server's own audience: every pod's default token would be accepted`,
+				`t.yaml:4: issuers[0].audiences[2]: "https://kubernetes.default.svc" is the API server's own audience`,
+				`t.yaml:4: issuers[0].audiences[3]: "https://10.0.0.1:6443" is the API server's own audience`,
 			}},
 		{"a header twice", kubeFile("    kubernetes: {source: public}\n") + "forward:\n  kubernetes: {namespace: X-Auth-Subject, serviceAccount: Host}\n",
 			[]string{
