@@ -24,14 +24,16 @@ import (
 	"testing"
 
 	"github.com/prometheus/prometheus/promql/parser"
-	"github.com/tokengate/tokengate/internal/helmtest"
-	"github.com/tokengate/tokengate/sidecar/inject"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8slabels "k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
+
+	"github.com/tokengate/tokengate/internal/helmtest"
+	"github.com/tokengate/tokengate/sidecar/inject"
 )
 
 // kubeVersion is the Kubernetes version the chart is rendered and linted for.
@@ -349,8 +351,29 @@ func checkWebhook(t *testing.T, m *admissionregistrationv1.MutatingWebhookConfig
 		if w.ReinvocationPolicy == nil || *w.ReinvocationPolicy != admissionregistrationv1.IfNeededReinvocationPolicy {
 			t.Errorf("%s: reinvocationPolicy IfNeeded, so that containers other webhooks add later are seen", w.Name)
 		}
-		if sel := w.ObjectSelector; sel == nil || len(sel.MatchLabels) != 1 || sel.MatchLabels[labels[i]] != "true" || len(sel.MatchExpressions) != 0 {
-			t.Errorf("%s is not limited to pods labelled %s: %+v", w.Name, labels[i], w.ObjectSelector)
+		// Pods labelled "true" reach the injector, and so do pods with a value it
+		// refuses (a pod labelled "yes" must not start without what it asks for); pods
+		// without the label, or labelled "false", never do.
+		sel, err := metav1.LabelSelectorAsSelector(w.ObjectSelector)
+		if err != nil || w.ObjectSelector == nil {
+			t.Fatalf("%s: objectSelector %+v: %v", w.Name, w.ObjectSelector, err)
+		}
+		for _, c := range []struct {
+			labels k8slabels.Set
+			want   bool
+		}{
+			{k8slabels.Set{labels[i]: "true"}, true},
+			{k8slabels.Set{labels[i]: "yes"}, true},
+			{k8slabels.Set{labels[i]: "True"}, true},
+			{k8slabels.Set{labels[i]: ""}, true},
+			{k8slabels.Set{labels[i]: "false"}, false},
+			{k8slabels.Set{}, false},
+			{k8slabels.Set{"app": "orders"}, false},
+			{k8slabels.Set{labels[1-i]: "true"}, false},
+		} {
+			if got := sel.Matches(c.labels); got != c.want {
+				t.Errorf("%s: objectSelector %q selects pods labelled %v: %t, want %t", w.Name, sel, c.labels, got, c.want)
+			}
 		}
 		ex := w.NamespaceSelector.MatchExpressions[0]
 		if ex.Key != "kubernetes.io/metadata.name" || ex.Operator != metav1.LabelSelectorOpNotIn || !slices.Contains(ex.Values, "kube-system") || !slices.Contains(ex.Values, namespace) {

@@ -126,8 +126,8 @@ func TestDefaultsAreTheInjectors(t *testing.T) {
 		if w.ClientConfig.Service == nil || w.ClientConfig.Service.Path == nil || *w.ClientConfig.Service.Path != inject.MutatePath {
 			t.Errorf("webhook %s does not call %s", w.Name, inject.MutatePath)
 		}
-		for label := range w.ObjectSelector.MatchLabels {
-			selects[label] = true
+		for _, e := range w.ObjectSelector.MatchExpressions {
+			selects[e.Key] = true
 		}
 	}
 	for _, label := range []string{inject.LabelInject, inject.LabelClientTokens} {

@@ -80,8 +80,9 @@ const (
 	AnnotationClientTokenExpirationSeconds = "tokengate.io/client-token-expiration-seconds"
 
 	// AnnotationClientTokenContainers names the containers (or init containers) that
-	// mount the tokens, separated by commas [every container and init container of the
-	// pod; never the tokengate sidecar].
+	// mount the tokens, separated by commas [every container and init container the
+	// pod has when the webhook sees it; never the tokengate sidecar, which it is
+	// refused to name].
 	AnnotationClientTokenContainers = "tokengate.io/client-token-containers"
 )
 

@@ -93,6 +93,10 @@ func planTokens(pod *corev1.Pod, bad func(string, ...any)) *tokensPlan {
 				continue
 			}
 			seen[name] = true
+			if name == ContainerName {
+				count("annotation %s names container %q, the tokengate sidecar, which never takes a client token: name the containers that call other APIs", AnnotationClientTokenContainers, name)
+				continue
+			}
 			if i := containerIndex(pod.Spec.InitContainers, name); i >= 0 {
 				plan.inits = append(plan.inits, i)
 			} else if i := containerIndex(pod.Spec.Containers, name); i >= 0 {
@@ -102,8 +106,12 @@ func planTokens(pod *corev1.Pod, bad func(string, ...any)) *tokensPlan {
 			}
 		}
 	} else {
-		for i := range pod.Spec.InitContainers {
-			plan.inits = append(plan.inits, i)
+		// Every container but the sidecar, which a pod may have already (one injected
+		// before, or a copy of a stored pod): it sends no client's token.
+		for i, c := range pod.Spec.InitContainers {
+			if c.Name != ContainerName {
+				plan.inits = append(plan.inits, i)
+			}
 		}
 		for i := range pod.Spec.Containers {
 			plan.containers = append(plan.containers, i)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -235,6 +236,48 @@ func TestClientTokensSkips(t *testing.T) {
 	}
 }
 
+// Kubernetes' bounds of a token's lifetime are the webhook's: both ends are taken.
+func TestClientTokensLifetimeBounds(t *testing.T) {
+	for _, exp := range []string{"600", "4294967296", " 7200 "} {
+		p := clientPod(func(p *corev1.Pod) { p.Annotations[AnnotationClientTokenExpirationSeconds] = exp })
+		ops, outcome, err := Patch(p, defaults)
+		if err != nil || outcome != Injected {
+			t.Fatalf("%q: %v %v", exp, outcome, err)
+		}
+		want := map[string]string{"refunds": "refunds " + strings.TrimSpace(exp)}
+		if got := tokenSources(t, apply(t, p, ops)); !maps.Equal(got, want) {
+			t.Errorf("%q: tokens %v, want %v", exp, got, want)
+		}
+	}
+}
+
+// The tokengate sidecar never mounts a client's tokens: not when a pod has it already
+// (injected before, or a copy of a stored pod) and every container gets them, and
+// not by name.
+func TestClientTokensNeverInTheSidecar(t *testing.T) {
+	withSidecar := func(p *corev1.Pod) {
+		p.Annotations[AnnotationStatus] = StatusInjected
+		p.Spec.InitContainers = append([]corev1.Container{{Name: ContainerName, Image: "ghcr.io/tokengate/tokengate:e2e"}}, p.Spec.InitContainers...)
+	}
+	p := clientPod(withSidecar)
+	ops, outcome, err := Patch(p, defaults)
+	if err != nil || outcome != Injected {
+		t.Fatalf("%v %v", outcome, err)
+	}
+	want := map[string]string{"wait": ClientTokenDir, "app": ClientTokenDir, "worker": ClientTokenDir}
+	if got := tokenMounts(apply(t, p, ops)); !maps.Equal(got, want) {
+		t.Errorf("mounts %v, want %v", got, want)
+	}
+
+	_, outcome, err = Patch(clientPod(func(p *corev1.Pod) {
+		withSidecar(p)
+		p.Annotations[AnnotationClientTokenContainers] = "app, tokengate"
+	}), defaults)
+	if outcome != Refused || err == nil || !strings.Contains(err.Error(), `names container "tokengate", the tokengate sidecar, which never takes a client token`) {
+		t.Fatalf("%v %v", outcome, err)
+	}
+}
+
 func TestClientTokensRefusals(t *testing.T) {
 	var many []string
 	for i := range MaxClientTokenAudiences + 1 {
@@ -339,6 +382,8 @@ func FuzzClientTokenAnnotations(f *testing.F) {
 	f.Add("refunds, https://orders.example.com", "7200", "app")
 	f.Add("a:b,a/b", "600", "worker,wait")
 	f.Add(".., .", "4294967296", " app , app ")
+	f.Add("a:b,c", "600", "app")
+	f.Add(".x", "4294967296", "worker")
 	f.Add("refunds,,", "1e3", "")
 	f.Fuzz(func(t *testing.T, audiences, exp, containers string) {
 		p := clientPod(func(p *corev1.Pod) {

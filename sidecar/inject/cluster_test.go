@@ -197,6 +197,20 @@ func TestCluster(t *testing.T) {
 
 	clientTokens(t, c, create)
 
+	// The webhooks see every value of their label but "false": a mistyped one is
+	// refused with the fix, not a pod started without what it asks for.
+	if pod, out := created("label-yes", `{tokengate.io/inject: "yes"}`, good); pod != nil ||
+		!strings.Contains(out, `admission webhook "inject.tokengate.io" denied the request`) || !strings.Contains(out, `label tokengate.io/inject is "yes"`) {
+		t.Fatalf("a pod labelled yes was not refused with a message: %s", out)
+	}
+	if pod, out := create(fmt.Sprintf(clientPod, "client-label-true-cased", "payments", `{tokengate.io/client-tokens: "True"}`, `{tokengate.io/client-token-audiences: refunds}`, "billing")); pod != nil ||
+		!strings.Contains(out, `admission webhook "client-tokens.tokengate.io" denied the request`) || !strings.Contains(out, `label tokengate.io/client-tokens is "True"`) {
+		t.Fatalf("a client pod labelled True was not refused with a message: %s", out)
+	}
+	if pod, out := created("label-false", `{tokengate.io/inject: "false"}`, good); pod == nil || len(pod.Spec.InitContainers) != 0 {
+		t.Fatalf("a pod labelled false was refused or changed: %s", out)
+	}
+
 	// While the webhook is down, labelled pods are refused (failurePolicy Fail); other
 	// pods are not its business.
 	_ = inj.Process.Kill()

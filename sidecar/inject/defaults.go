@@ -42,7 +42,8 @@ const (
 
 // DefaultClientTokenExpirationSeconds is the lifetime of a client token
 // (AnnotationClientTokenExpirationSeconds): an hour, Kubernetes' own default for a
-// projected token. The kubelet replaces the file at 80 % of it.
+// projected token. The kubelet replaces the file at 80 % of it, or after 24 hours,
+// whichever comes first.
 const DefaultClientTokenExpirationSeconds = 3600
 
 // Defaults of the injector itself: its flags, and Server's zero values.
