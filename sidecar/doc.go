@@ -37,8 +37,9 @@
 // The traffic listener speaks HTTP/1.1 and h2c (HTTP/2 over TLS with tls:). With
 // upstream: h2c://host:port the proxy speaks HTTP/2 with prior knowledge to the API, so
 // that gRPC's trailers and bidirectional streams pass intact; a gRPC call is exempt from
-// limits.bodyIdle and from Options.UpstreamTimeout, bounded instead by its deadline and
-// its client, and a call the upstream did not answer ends UNAVAILABLE (h2c.go,
+// limits.bodyIdle and from Options.UpstreamTimeout, bounded instead by its deadline
+// (grpc-timeout, kept by the proxy as well as the upstream: DEADLINE_EXCEEDED) and its
+// client, and a call the upstream did not answer ends UNAVAILABLE (h2c.go,
 // docs/grpc.md).
 //
 // # Configuration

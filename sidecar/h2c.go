@@ -23,8 +23,8 @@ const schemeH2C = "h2c"
 // response headers. A gRPC server sends its headers with its first message, which may
 // come long after the call started (a stream that waits for its client, a long unary
 // call), so a gRPC call waits as long as its deadline says (grpc-timeout, which the
-// upstream enforces, and the client's cancellation, which reaches the upstream as
-// RST_STREAM); a call without a deadline waits, as its client asked. Other requests
+// upstream and the proxy enforce, and the client's cancellation, which reaches the
+// upstream as RST_STREAM); a call without a deadline waits, as its client asked. Other requests
 // keep Options.UpstreamTimeout.
 //
 // No HTTP/2 PING health checks are sent: grpc-go servers close a connection that pings

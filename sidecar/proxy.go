@@ -103,10 +103,20 @@ func newProxy(l *policy.Loaded, transport http.RoundTripper, tuns *tunnels, log 
 //
 // A gRPC call's body is exempt from bodyIdle: it is a stream of messages that may
 // pause for as long as the call lives (a client stream that sends when it has
-// something to say), and the call is bounded by its deadline (grpc-timeout, enforced
-// by the upstream) and by its client, whose cancellation or lost connection ends it
-// upstream too (docs/grpc.md).
+// something to say), and the call is bounded by its deadline and by its client, whose
+// cancellation or lost connection ends it upstream too (docs/grpc.md). The deadline
+// (grpc-timeout) goes to the upstream, which enforces it, and the proxy keeps it too:
+// when it passes first here, the upstream's stream is reset and the call ends
+// DEADLINE_EXCEEDED, as the client's own clock says, never UNAVAILABLE, which a
+// client may retry.
 func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if rpcwire.IsRequest(r) {
+		if d, ok := rpcwire.Timeout(r); ok {
+			ctx, cancel := context.WithTimeout(r.Context(), d)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
+	}
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 && p.limits.BodyIdle > 0 && !rpcwire.IsRequest(r) {
 		b := &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: p.limits.BodyIdle}
 		r = r.WithContext(context.WithValue(r.Context(), idleKey{}, b))
@@ -264,8 +274,12 @@ func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		return
 	}
 	if rpcwire.IsRequest(r) {
-		// A gRPC client reads the status from grpc-status: UNAVAILABLE, which it
-		// may retry.
+		// A gRPC client reads the status from grpc-status: DEADLINE_EXCEEDED when the
+		// call's own deadline passed, else UNAVAILABLE, which it may retry.
+		if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() != nil {
+			rpcwire.WriteStatus(w, r, rpcwire.DeadlineExceeded, "the call's deadline (grpc-timeout) passed before the API behind tokengate answered")
+			return
+		}
 		rpcwire.WriteStatus(w, r, rpcwire.CodeForStatus(status), "the API behind tokengate did not answer")
 		return
 	}

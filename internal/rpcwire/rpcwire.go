@@ -6,15 +6,18 @@
 package rpcwire
 
 import (
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Status codes, numbered as google.golang.org/grpc/codes numbers them.
 const (
 	Unknown          = 2
 	InvalidArgument  = 3
+	DeadlineExceeded = 4
 	PermissionDenied = 7
 	Unavailable      = 14
 	Unauthenticated  = 16
@@ -37,6 +40,43 @@ func IsRequest(r *http.Request) bool {
 		return false
 	}
 	return len(v) == len(ContentType) || v[len(ContentType)] == '+' || v[len(ContentType)] == ';'
+}
+
+// Timeout is the call's deadline as its grpc-timeout header says (PROTOCOL-HTTP2.md:
+// 1 to 8 digits and a unit, H M S m u n), counted from when the call arrived; false
+// when the call has none, more than one, or a malformed one, which the server then
+// judges.
+func Timeout(r *http.Request) (time.Duration, bool) {
+	v := r.Header["Grpc-Timeout"]
+	if len(v) != 1 || len(v[0]) < 2 || len(v[0]) > 9 {
+		return 0, false
+	}
+	digits, unit := v[0][:len(v[0])-1], v[0][len(v[0])-1]
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || n < 0 || digits[0] == '+' || digits[0] == '-' {
+		return 0, false
+	}
+	var u time.Duration
+	switch unit {
+	case 'H':
+		u = time.Hour
+	case 'M':
+		u = time.Minute
+	case 'S':
+		u = time.Second
+	case 'm':
+		u = time.Millisecond
+	case 'u':
+		u = time.Microsecond
+	case 'n':
+		u = time.Nanosecond
+	default:
+		return 0, false
+	}
+	if n > math.MaxInt64/int64(u) {
+		return 0, false // longer than time.Duration holds (about 292 years): no deadline to keep
+	}
+	return time.Duration(n) * u, true
 }
 
 // WriteStatus ends a gRPC call with code and message, before any message was sent:
@@ -103,9 +143,10 @@ func plain(c byte) bool { return c >= ' ' && c <= '~' && c != '%' }
 // malformed way, INVALID_ARGUMENT, which the client must fix rather than retry or
 // refresh (the mapping's INTERNAL is for a proxy's protocol failure, and
 // UNAUTHENTICATED would send the client to get a new token that fails the same way);
-// 502 and 504, an upstream that did not answer (its connection failed; a call's own
-// deadline is the upstream's to enforce), UNAVAILABLE as in the mapping, which a client
-// may retry; any other UNKNOWN.
+// 502 and 504, an upstream that did not answer (its connection failed), UNAVAILABLE as
+// in the mapping, which a client may retry (a call whose own deadline passed is
+// DEADLINE_EXCEEDED, which the caller knows from the call, not from a status); any
+// other UNKNOWN.
 func CodeForStatus(status int) int {
 	switch status {
 	case http.StatusBadRequest:

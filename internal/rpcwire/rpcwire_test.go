@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestEncodeMessage(t *testing.T) {
@@ -88,5 +89,41 @@ func TestWriteStatus(t *testing.T) {
 	}
 	if strings.Contains(w.Body.String(), "down") {
 		t.Fatal("a body")
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		values []string
+		want   time.Duration
+		ok     bool
+	}{
+		{[]string{"1H"}, time.Hour, true},
+		{[]string{"2M"}, 2 * time.Minute, true},
+		{[]string{"3S"}, 3 * time.Second, true},
+		{[]string{"250m"}, 250 * time.Millisecond, true},
+		{[]string{"7u"}, 7 * time.Microsecond, true},
+		{[]string{"99999999n"}, 99999999 * time.Nanosecond, true},
+		{[]string{"0m"}, 0, true},
+		{[]string{"2562047H"}, 2562047 * time.Hour, true}, // the longest that fits
+		{nil, 0, false},
+		{[]string{"2562048H"}, 0, false}, // longer than a time.Duration
+		{[]string{"123456789m"}, 0, false},
+		{[]string{"m"}, 0, false},
+		{[]string{"10"}, 0, false},
+		{[]string{"10s"}, 0, false},
+		{[]string{"+10S"}, 0, false},
+		{[]string{"-10S"}, 0, false},
+		{[]string{" 10S"}, 0, false},
+		{[]string{"1_0S"}, 0, false},
+		{[]string{"10S", "10S"}, 0, false},
+	} {
+		r := httptest.NewRequest("POST", "/x", nil)
+		if tc.values != nil {
+			r.Header["Grpc-Timeout"] = tc.values
+		}
+		if got, ok := Timeout(r); got != tc.want || ok != tc.ok {
+			t.Errorf("Timeout(%q) = %v, %v; want %v, %v", tc.values, got, ok, tc.want, tc.ok)
+		}
 	}
 }
