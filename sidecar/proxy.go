@@ -275,8 +275,10 @@ func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	if rpcwire.IsRequest(r) {
 		// A gRPC client reads the status from grpc-status: DEADLINE_EXCEEDED when the
-		// call's own deadline passed, else UNAVAILABLE, which it may retry.
-		if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() != nil {
+		// call's own deadline passed, else UNAVAILABLE, which it may retry. By the
+		// clock, not by err: the upstream, which keeps the same deadline, may reset
+		// the stream before the proxy's own context says so.
+		if dl, ok := r.Context().Deadline(); ok && !time.Now().Before(dl) {
 			rpcwire.WriteStatus(w, r, rpcwire.DeadlineExceeded, "the call's deadline (grpc-timeout) passed before the API behind tokengate answered")
 			return
 		}
